@@ -1,0 +1,222 @@
+"""The `ggt` command line: parses, calls the API function of the same name, renders Rich or `--json`.
+
+Exit codes: 0 done, 1 some items failed (listed), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ggt import __version__
+from ggt.config import ConfigError
+from ggt.store import StoreError
+
+app = typer.Typer(
+    name="ggt",
+    help="Generative Ground Truth: real LQ photos -> audited LQ-HQ pairs for image restoration.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Configuration: JSON Schema and a run's resolved config.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+RunOpt = Annotated[Path, typer.Option("--run", help="the run folder, e.g. runs/rain-2026")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config merged onto the run's config")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="override one config key, e.g. --set ingest.workers=2")
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the errors a user can fix into one clear line and exit code 2 (no traceback)."""
+    try:
+        yield
+    except (ConfigError, StoreError, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _progress(label: str, enabled: bool = True):
+    from ggt.progress import progress_bar
+
+    return progress_bar(label, err, enabled)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    if version:
+        out.print(f"ggt {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[Path], typer.Argument(help="files and folders of LQ photos")],
+    run: RunOpt,
+    category: Annotated[
+        str | None, typer.Option(help="category for all sources; default: the first subfolder's name")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add photos to a run: normalised LQ copies, hashes, categories; every unusable file recorded."""
+    from ggt.ingest import ingest as ingest_api
+
+    with _errors(), _progress("ingest", enabled=not as_json) as progress:
+        summary = ingest_api(
+            sources, run, category=category, config=config, overrides=set_, progress=progress
+        )
+    if as_json:
+        _print_json(summary.model_dump())
+    else:
+        table = Table(title=f"ingest -> {run}", show_header=False)
+        for key in ("found", "new", "already_done", "duplicates", "near_duplicates", "failed", "ignored"):
+            table.add_row(key.replace("_", " "), str(getattr(summary, key)))
+        out.print(table)
+        for note in summary.notes:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
+        for f in summary.failures[:20]:
+            err.print(f"[red]failed[/] {f.path}: {f.reason}: {f.message}", highlight=False)
+        if len(summary.failures) > 20:
+            err.print(f"... and {len(summary.failures) - 20} more: ggt status --run {run} --errors")
+    raise typer.Exit(1 if summary.failures else 0)
+
+
+@app.command()
+def status(
+    run: RunOpt,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="list every failed item with its path and reason")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Counts per category and per stage; with --errors, each failure and why."""
+    from ggt.status import run_status
+
+    with _errors():
+        st = run_status(run, errors=errors)
+    if as_json:
+        _print_json(st.model_dump(exclude_none=True))
+        return
+    render_status(st)
+
+
+def render_status(st: Any) -> None:
+    table = Table(title=f"run {st.run}: {st.items} items")
+    table.add_column("category")
+    table.add_column("items", justify="right")
+    for cat, n in st.categories.items():
+        table.add_row(cat, str(n))
+    out.print(table)
+    src = Table(title="files seen by ingest")
+    src.add_column("outcome")
+    src.add_column("files", justify="right")
+    for key, n in st.sources.items():
+        src.add_row(key, str(n))
+    src.add_row("near-duplicates flagged", str(st.near_duplicates))
+    out.print(src)
+    if st.stages:
+        stages = Table(title="stages")
+        stages.add_column("stage")
+        for col in ("done", "failed", "skipped"):
+            stages.add_column(col, justify="right")
+        for name, counts in st.stages.items():
+            stages.add_row(name, *(str(counts.get(c, 0)) for c in ("done", "failed", "skipped")))
+        out.print(stages)
+    if st.errors is not None:
+        if not st.errors:
+            out.print("[green]no errors[/]")
+        for e in st.errors:
+            out.print(f"[red]{e.stage}[/] {e.path}: {e.reason}: {e.message}", highlight=False)
+
+
+@config_app.command("schema")
+def config_schema_cmd(
+    output: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+) -> None:
+    """Write the JSON Schema of the configuration (for editor completion and validation)."""
+    from ggt.config import config_schema
+
+    text = config_schema()
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@config_app.command("show")
+def config_show(
+    run: Annotated[Path | None, typer.Option("--run", help="show this run's resolved config")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the resolved configuration (defaults, the run's config, a file, overrides)."""
+    from ggt.config import dump_config, load_config, resolve_run_config
+    from ggt.store.run import CONFIG_FILE, STORE_FILE
+
+    with _errors():
+        if run is not None:
+            if not (run / STORE_FILE).exists():
+                raise StoreError(f"{run} is not a ggt run (no {STORE_FILE})")
+            cfg = resolve_run_config(run / CONFIG_FILE, config, set_)
+        else:
+            cfg = load_config(config, set_)
+    if as_json:
+        _print_json(cfg.model_dump(mode="json"))
+    else:
+        sys.stdout.write(dump_config(cfg))
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--out", help="folder for the demo's photos and run")] = Path(
+        "demo-run"
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """The flow end to end on the photos scikit-image ships, offline."""
+    from ggt.demo import run_demo
+
+    with _errors(), _progress("demo", enabled=not as_json) as progress:
+        result = run_demo(output, progress=progress)
+    if as_json:
+        _print_json(result.model_dump())
+        return
+    render_status(result.status)
+    out.print(f"\nrun folder: [bold]{result.run}[/]  (try: ggt status --run {result.run} --errors)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
