@@ -156,6 +156,33 @@ def render_status(st: Any) -> None:
             out.print(f"[red]{e.stage}[/] {e.path}: {e.reason}: {e.message}", highlight=False)
 
 
+@app.command()
+def degrade(
+    preset: Annotated[
+        str, typer.Option(help="social_media, old_photo, rain, haze, snow, low_light or realesrgan")
+    ],
+    in_dir: Annotated[Path, typer.Option("--in", help="folder of clean photos")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for degraded PNGs and labels.jsonl")],
+    seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Synthesise a category's degradations on clean photos; labels record exactly what was applied."""
+    from ggt.degrade import degrade_folder
+
+    with _errors():
+        summary = degrade_folder(preset, in_dir, out_dir, seed=seed)
+    if as_json:
+        _print_json(summary.model_dump(mode="json"))
+    else:
+        out.print(
+            f"{preset}: wrote {summary.written} images ({summary.reused} reused) to {summary.out_dir} "
+            f"in {summary.seconds:.1f} s; labels in {summary.labels_path}"
+        )
+        for f in summary.failed:
+            err.print(f"[red]failed[/] {f.file}: {f.error}", highlight=False)
+    raise typer.Exit(1 if summary.failed else 0)
+
+
 @config_app.command("schema")
 def config_schema_cmd(
     output: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,

@@ -14,7 +14,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ggt import CATEGORIES
-from ggt.imaging import ImageLimits
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif",
@@ -28,6 +27,19 @@ class ConfigError(ValueError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ImageLimits(BaseModel):
+    """What ggt agrees to decode. Also the `ingest.image` section of the config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_pixels: int = Field(default=80_000_000, gt=0, description="refuse larger images before decoding")
+    min_side: int = Field(default=32, ge=1, description="refuse images whose shorter side is smaller")
+    background: tuple[int, int, int] = Field(
+        default=(255, 255, 255), description="RGB that transparent pixels are composited on"
+    )
+    keep_alpha: bool = Field(default=False, description="return RGBA instead of compositing alpha")
 
 
 class IngestConfig(Section):

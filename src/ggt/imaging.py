@@ -11,7 +11,6 @@ import contextlib
 import io
 import os
 import struct
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps
-from pydantic import BaseModel, ConfigDict, Field
+
+from ggt.config import ImageLimits
+from ggt.fsutil import write_bytes_atomic
 
 # HEIC/HEIF through libheif; AVIF is native in Pillow >= 11.3.
 try:
@@ -59,19 +60,6 @@ _EXIF_ESSENTIALS = (
     "Software",
     "LensModel",
 )
-
-
-class ImageLimits(BaseModel):
-    """What ggt agrees to decode. Also the `ingest.image` section of the config."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_pixels: int = Field(default=80_000_000, gt=0, description="refuse larger images before decoding")
-    min_side: int = Field(default=32, ge=1, description="refuse images whose shorter side is smaller")
-    background: tuple[int, int, int] = Field(
-        default=(255, 255, 255), description="RGB that transparent pixels are composited on"
-    )
-    keep_alpha: bool = Field(default=False, description="return RGBA instead of compositing alpha")
 
 
 class ImageDecodeError(Exception):
@@ -467,36 +455,6 @@ def decode_png_fast(data: bytes) -> np.ndarray:
     if arr is None:
         raise ImageDecodeError("corrupt", "stored PNG could not be decoded")
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes so that `path` is either absent or complete, even across a crash or kill -9."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ggt.config import ConfigError, normalize_category
+from ggt.fsutil import sync_filesystem
 from ggt.ingest.discover import Discovery, discover
 from ggt.ingest.neardup import PhashIndex
 from ggt.ingest.worker import Outcome, process_source
@@ -152,6 +153,7 @@ def _commit(
     summary: IngestSummary,
 ) -> None:
     ts = now()
+    sync_filesystem(r.lq_dir)
     # Sort so that which of two identical files becomes the item does not depend on worker timing.
     batch.sort(key=lambda o: o.path)
     with r.store.transaction() as conn:

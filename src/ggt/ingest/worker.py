@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import imagehash
 import numpy as np
-from PIL import Image
 
 from ggt.config import IngestConfig
 from ggt.imaging import (
@@ -46,14 +44,17 @@ def item_id_for(sha256_hex: str) -> str:
 
 
 def perceptual_hash(rgb: np.ndarray) -> str:
-    """64-bit DCT hash (imagehash.phash) of a 32x32 area-downscaled grey image, as 16 hex digits.
+    """64-bit pHash (the 8x8 lowest frequencies of a 32x32 DCT against their median), as 16 hex digits.
 
-    Downscaling with area averaging first makes the hash the same whether it is computed from the full
-    image or from a 1/8-scale JPEG preview, and costs ~1 ms instead of Pillow's full-size Lanczos.
+    Area-downscaling first makes the hash the same whether it comes from the full image or from a 1/8-scale
+    JPEG preview. Done with cv2 in 0.2 ms; imagehash's version of the same algorithm costs ~3 ms per call,
+    which was a quarter of ingest's time per photo.
     """
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA)
-    return str(imagehash.phash(Image.fromarray(small), hash_size=8, highfreq_factor=4))
+    small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8]
+    bits = (low > np.median(low)).ravel()
+    return f"{int(np.packbits(bits).view('>u8')[0]):016x}"
 
 
 def process_source(path: str, category: str, lq_dir: str, cfg: IngestConfig) -> Outcome:
@@ -99,13 +100,12 @@ def process_source(path: str, category: str, lq_dir: str, cfg: IngestConfig) -> 
         out.reason, out.message = "corrupt", f"{type(exc).__name__}: {exc}"
         return out
 
-    target = Path(lq_dir) / lq_name
-    # The same bytes always give the same file, so one already in place (a rerun after a crash, or a
-    # duplicate) is complete: atomic writes never leave partial files under the final name.
-    if not target.exists():
-        if payload is None:
-            payload = encode_image(decoded.pixels, "png")
-        write_bytes_atomic(target, payload)
+    if payload is None:
+        payload = encode_image(decoded.pixels, "png")
+    # Always (re)written, never trusted because it exists: without a per-file fsync an OS crash could
+    # leave a short file under the final name, and only a committed row vouches for a file. The commit
+    # makes the whole batch durable with one filesystem sync first (a per-file fsync tripled the time).
+    write_bytes_atomic(Path(lq_dir) / lq_name, payload, fsync=False)
     out.fields = {
         "format": fmt,
         "mode": mode,

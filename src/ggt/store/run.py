@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ggt.config import GGTConfig, dump_config, resolve_run_config
-from ggt.imaging import write_bytes_atomic
+from ggt.fsutil import write_bytes_atomic
 from ggt.store.db import RunStore, StoreError
 
 STORE_FILE = "ggt.sqlite"
