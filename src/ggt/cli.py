@@ -31,7 +31,7 @@ config_app = typer.Typer(help="Configuration: JSON Schema and a run's resolved c
 app.add_typer(config_app, name="config")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line: greppable in logs
 
 RunOpt = Annotated[Path, typer.Option("--run", help="the run folder, e.g. runs/rain-2026")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
@@ -154,6 +154,110 @@ def render_status(st: Any) -> None:
             out.print("[green]no errors[/]")
         for e in st.errors:
             out.print(f"[red]{e.stage}[/] {e.path}: {e.reason}: {e.message}", highlight=False)
+
+
+@app.command()
+def analyze(
+    run: RunOpt,
+    vlm: Annotated[
+        str | None, typer.Option(help="heuristic (offline), gemini, openai or openai-compatible")
+    ] = None,
+    redo: Annotated[bool, typer.Option("--redo", help="analyse again items already analysed")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A degradation report and an adaptive restoration prompt for every ingested photo."""
+    from ggt.analyze.stage import analyze as analyze_api
+
+    with _errors(), _progress("analyze", enabled=not as_json) as progress:
+        summary = analyze_api(run, vlm=vlm, config=config, overrides=set_, redo=redo, progress=progress)
+    if as_json:
+        _print_json(summary.model_dump())
+    else:
+        table = Table(title=f"analyze ({summary.analyzer}, {summary.prompting} prompts) -> {run}")
+        table.add_column("category")
+        table.add_column("items", justify="right")
+        for cat, n in summary.categories.items():
+            table.add_row(cat, str(n))
+        out.print(table)
+        out.print(
+            f"analysed {summary.analyzed}, already done {summary.already_done}, failed {summary.failed}"
+        )
+        for f in summary.failures[:20]:
+            err.print(f"[red]failed[/] {f.path}: {f.reason}: {f.message}", highlight=False)
+    raise typer.Exit(1 if summary.failures else 0)
+
+
+@app.command()
+def inspect(
+    lq: Annotated[list[Path], typer.Argument(help="LQ image files")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each image's degradation report and restoration prompt (JSON Lines with --json)."""
+    from ggt.analyze.stage import inspect as inspect_api
+
+    with _errors():
+        lines = inspect_api(lq, config=config, overrides=set_)
+    for line in lines:
+        if as_json:
+            _print_json(line)
+        elif "error" in line:
+            err.print(f"[red]{line['lq']}[/]: {line['error']}", highlight=False)
+        else:
+            degr = ", ".join(f"{d['type']} {d['severity']:.2f}" for d in line["degradations"]) or "none"
+            out.print(f"[bold]{line['lq']}[/]: {line['category']} ({degr})", highlight=False)
+            out.print(line["prompt"], highlight=False, markup=False)
+    raise typer.Exit(1 if any("error" in line for line in lines) else 0)
+
+
+@app.command()
+def synth(
+    run: RunOpt,
+    generator: Annotated[
+        str | None, typer.Option(help="classical (offline), gemini, openai, openai-compatible")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="the vendor's model name, e.g. gemini-2.5-flash-image")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="API requests in flight")] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(help="USD this run may spend on synth in all; stops launching requests before it"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print planned calls and estimated cost")
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate an HQ target for every analysed item (cached, resumable, budgeted)."""
+    from ggt.generate.stage import synth as synth_api
+
+    with _errors(), _progress("synth", enabled=not (as_json or dry_run)) as progress:
+        s = synth_api(run, generator=generator, model=model, concurrency=concurrency, budget=budget,
+                      dry_run=dry_run, config=config, overrides=set_, progress=progress)  # fmt: skip
+    if as_json:
+        _print_json(s.model_dump())
+    else:
+        est = "unknown" if s.estimated_usd is None else f"${s.estimated_usd:,.2f}"
+        if s.dry_run:
+            out.print(f"dry run: {s.planned} calls planned to {s.variant}; estimated cost {est}")
+        else:
+            out.print(
+                f"{s.variant}: done {s.done} (already {s.already_done}), failed {s.failed}, pending {s.pending}; "
+                f"calls {s.calls}, retries {s.retries}, cache hits {s.cache_hits}, spent ${s.spent_usd:,.2f}"
+            )
+        if s.budget_exhausted:
+            err.print("[yellow]budget reached:[/] no new requests were started; rerun with a larger --budget")
+        for reason, n in s.failures.items():
+            err.print(f"[red]failed[/] {n} x {reason} (ggt status --run {run} --errors)", highlight=False)
+        for note in s.notes:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
+    raise typer.Exit(1 if s.failed else 0)
 
 
 @app.command()

@@ -63,10 +63,122 @@ class IngestConfig(Section):
     )
 
 
+class AnalyzeConfig(Section):
+    vlm: Literal["heuristic", "gemini", "openai", "openai-compatible"] = Field(
+        default="heuristic",
+        description="who analyses each photo; `heuristic` is the offline measure-based analyzer",
+    )
+    vlm_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options of the VLM backend (model, base_url, api_key_env, timeout_s, ...), checked by it",
+    )
+    prompting: Literal["adaptive", "fixed"] = Field(
+        default="adaptive",
+        description="adaptive: a prompt per photo from its report; fixed: one prompt for all",
+    )
+    prompt_template: Path | None = Field(default=None, description="Jinja2 file replacing the restore prompt")
+    rules_template: Path | None = Field(
+        default=None, description="Jinja2 file replacing the preservation rules"
+    )
+    instruction_template: Path | None = Field(
+        default=None, description="Jinja2 file replacing the VLM instruction"
+    )
+    heuristic: dict[str, float] = Field(
+        default_factory=dict, description="thresholds of the heuristic analyzer"
+    )
+    concurrency: int = Field(default=8, ge=1, description="VLM requests in flight")
+    max_attempts: int = Field(default=4, ge=1, description="tries per photo for retryable VLM errors")
+    workers: int = Field(
+        default=0, ge=0, description="processes for the heuristic analyzer; 0 = one per core"
+    )
+
+
+class GeometryConfig(Section):
+    """How an LQ photo is framed for a generator and how the answer is mapped back (`synth.geometry`)."""
+
+    policy: Literal["pad_square", "native"] = Field(
+        default="pad_square",
+        description="pad_square: long edge to `size`, centre-pad to a square, crop the padding back (as the "
+        "GGT authors do for Nano-Banana-2); native: send as is, ask for the closest supported aspect ratio",
+    )
+    size: int = Field(default=1024, ge=64, description="long edge sent to the generator (pad_square)")
+    pad_value: float = Field(default=0.5, ge=0.0, le=1.0, description="grey level of the padding")
+    aspects: list[str] = Field(
+        default_factory=lambda: ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"],
+        description="aspect ratios the generator accepts (Gemini's by default)",
+    )
+    upscale: int = Field(default=1, ge=1, le=8, description="the HQ is this integer multiple of the LQ size")
+    aspect_tolerance: float = Field(
+        default=0.03,
+        gt=0,
+        description="relative aspect mismatch beyond which an answer cannot be mapped back",
+    )
+
+
+class Price(Section):
+    per_image: float | None = Field(default=None, ge=0, description="USD per output image")
+    per_million_input_tokens: float | None = Field(default=None, ge=0)
+    per_million_output_tokens: float | None = Field(default=None, ge=0)
+    est_input_tokens: int = Field(default=0, ge=0, description="for estimates before a call")
+    est_output_tokens: int = Field(default=0, ge=0, description="for estimates before a call")
+    batch_discount: float = Field(default=0.5, gt=0, le=1, description="price factor in batch mode")
+    as_of: str | None = None
+    source: str | None = None
+
+
+class SynthConfig(Section):
+    generator: str = Field(default="classical", description="classical (offline), gemini, openai, ...")
+    model: str | None = Field(default=None, description="the vendor's model name (API generators)")
+    options: dict[str, Any] = Field(default_factory=dict, description="backend options, checked by it")
+    geometry: GeometryConfig = Field(default_factory=GeometryConfig)
+    concurrency: int = Field(default=16, ge=1, description="API requests in flight")
+    requests_per_minute: float | None = Field(default=None, gt=0, description="API rate limit")
+    max_attempts: int = Field(default=5, ge=1, description="tries per item for retryable errors")
+    call_timeout_s: float = Field(default=300.0, gt=0)
+    color_transfer: list[str] = Field(
+        default_factory=list,
+        description="categories whose HQ gets the LQ's colour statistics (off by default)",
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="'backend/model' -> price, over the shipped table (prices.yaml)"
+    )
+    cache_dir: Path | None = Field(
+        default=None, description="share paid responses across runs (default RUN/cache)"
+    )
+    workers: int = Field(
+        default=0, ge=0, description="processes for the classical generator; 0 = one per core"
+    )
+
+
+class QCConfig(Section):
+    """`ggt qc`: metrics, judge and policy (see docs/qc-validation.md)."""
+
+    policy: Path | None = Field(default=None, description="policy YAML; unset: the shipped default policy")
+    judge: Literal["heuristic", "gemini", "openai", "openai-compatible"] = Field(
+        default="heuristic", description="who judges each pair; `heuristic` is the offline metric-based judge"
+    )
+    judge_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the VLM backend (model, base_url, ...), checked by it"
+    )
+    metrics: list[str] | None = Field(
+        default=None, description="metric names to compute; unset: compute_all's default set"
+    )
+    concurrency: int = Field(default=8, ge=1, description="VLM judge requests in flight")
+    max_attempts: int = Field(default=4, ge=1, description="tries per pair for retryable judge errors")
+    retry_base_s: float = Field(default=2.0, ge=0, description="base of the judge's exponential backoff")
+    retry_max_s: float = Field(default=60.0, ge=0, description="longest wait a server's Retry-After may ask")
+    workers: int = Field(default=0, ge=0, description="processes for the metrics; 0 = one per core")
+    report: bool = Field(default=True, description="write RUN/reports/qc.html after deciding")
+    report_worst: int = Field(default=24, ge=0, description="worst pairs shown as thumbnails in the report")
+
+
 class GGTConfig(Section):
     """The whole configuration of a run. Later stages add their sections here."""
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    qc: QCConfig = Field(default_factory=QCConfig)
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:

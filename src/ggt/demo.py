@@ -6,9 +6,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from ggt.imaging import write_image
+from ggt import CATEGORIES
+from ggt.imaging import to_float, write_image
 from ggt.ingest import IngestSummary, ingest
-from ggt.photos import PHOTO_NAMES, load_photo
+from ggt.photos import GENUINELY_DEGRADED, PHOTO_NAMES, load_photo
 from ggt.progress import ProgressFn
 from ggt.status import RunStatus, run_status
 
@@ -20,13 +21,25 @@ class DemoResult(BaseModel):
     status: RunStatus
 
 
-def prepare_photos(folder: Path) -> Path:
-    """Write the bundled photos as JPEG files, as a user's folder of real photos would hold them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in PHOTO_NAMES:
-        target = folder / f"{name}.jpg"
+def prepare_photos(folder: Path, seed: int = 0) -> Path:
+    """Stand-ins for a user's folder of real LQ photos, one subfolder per category.
+
+    Each bundled photo is degraded by the simulator with one category's preset (in turn); the genuinely
+    motion-blurred `clock` goes in as it is, under `unknown`.
+    """
+    from ggt.degrade import apply_preset
+
+    others = [n for n in PHOTO_NAMES if n not in GENUINELY_DEGRADED]
+    for i, name in enumerate(others):
+        category = CATEGORIES[i % len(CATEGORIES)]
+        target = folder / category / f"{name}.png"
         if not target.exists():
-            write_image(target, load_photo(name), quality=92)
+            result = apply_preset(to_float(load_photo(name)), category, seed=seed + i)
+            write_image(target, result.image)
+    for name in GENUINELY_DEGRADED:
+        target = folder / "unknown" / f"{name}.jpg"
+        if not target.exists():
+            write_image(target, load_photo(name), quality=95)
     return folder
 
 

@@ -19,7 +19,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[..., None]
+"""`update(done, total, spent_usd=None)`: paid stages pass the money spent so far."""
 
 
 class RateColumn(ProgressColumn):
@@ -32,7 +33,7 @@ class RateColumn(ProgressColumn):
 def progress_bar(label: str, console: Console, enabled: bool = True) -> Iterator[ProgressFn]:
     """Yields `update(done, total)`; a no-op when disabled (e.g. under --json)."""
     if not enabled:
-        yield lambda done, total: None
+        yield lambda done, total, spent_usd=None: None
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -43,11 +44,13 @@ def progress_bar(label: str, console: Console, enabled: bool = True) -> Iterator
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[spent]}", style="bold green"),
     )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(label, total=None, spent="")
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def update(done: int, total: int, spent_usd: float | None = None) -> None:
+            fields = {} if spent_usd is None else {"spent": f"${spent_usd:,.2f}"}
+            bar.update(task, completed=done, total=total, **fields)
 
         yield update

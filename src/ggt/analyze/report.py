@@ -46,3 +46,34 @@ class DegradationReport(BaseModel):
     measures: dict[str, float] = Field(default_factory=dict)
     analyzer: str = "heuristic"
     model: str | None = None
+
+
+class VLMAnalysis(BaseModel):
+    """What the VLM returns for one LQ photo: the report's judgement fields plus the restoration prompt it
+    writes. Numeric `measures` are not asked for: they are computed, never guessed by a language model."""
+
+    # Extra keys are ignored rather than refused: a model adding "confidence" should not cost a paid retry.
+    model_config = ConfigDict(extra="ignore")
+
+    category: SceneCategory = Field(description="the scene's main degradation category, or clean")
+    degradations: list[Degradation] = Field(
+        description="each visible degradation with its severity from 0 (none) to 1 (extreme)"
+    )
+    scene: str = Field(description="one short sentence on what the photo shows")
+    # Required but may be empty: an empty prompt is not worth a paid retry, since
+    # `ggt.analyze.prompts.finalize_vlm_prompt` falls back to the adaptive prompt built from the report.
+    prompt: str = Field(description="the instruction for an image-editing model to restore this photo")
+
+    def to_report(self, analyzer: str, model: str | None = None) -> DegradationReport:
+        # One entry per type: models sometimes list a type twice; the worst severity named wins.
+        worst: dict[str, float] = {}
+        for d in self.degradations:
+            worst[d.type] = max(worst.get(d.type, 0.0), d.severity)
+        return DegradationReport(
+            category=self.category,
+            degradations=[Degradation(type=t, severity=s) for t, s in worst.items()],  # type: ignore[arg-type]
+            scene=self.scene,
+            measures=dict(getattr(self, "measures", {}) or {}),
+            analyzer=analyzer,
+            model=model,
+        )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from multiprocessing import get_context
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from ggt.config import ConfigError, normalize_category
+from ggt.execute.local import bounded_map
 from ggt.fsutil import sync_filesystem
 from ggt.ingest.discover import Discovery, discover
 from ggt.ingest.neardup import PhashIndex
-from ggt.ingest.worker import Outcome, process_source
+from ggt.ingest.worker import SourceOutcome, process_source
 from ggt.progress import ProgressFn
 from ggt.store import Run, dumps, now
 
@@ -111,42 +110,30 @@ def _run_pool(
     for row in r.store.query("SELECT id, phash FROM items ORDER BY rowid"):
         index.add(row["id"], row["phash"])
     known_ids = {row["id"] for row in r.store.query("SELECT id FROM items")}
-    workers = cfg.workers or os.cpu_count() or 1
     total = len(pending)
     done = 0
-    batch: list[Outcome] = []
+    batch: list[SourceOutcome] = []
     lq_dir = str(r.lq_dir)
     if progress:
         progress(0, total)
-    # A bounded window of futures keeps memory flat however many files there are.
-    window = workers * 4
-    todo = iter(pending)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
-        in_flight: set[Future[Outcome]] = set()
-        while True:
-            while len(in_flight) < window:
-                nxt = next(todo, None)
-                if nxt is None:
-                    break
-                in_flight.add(pool.submit(process_source, nxt[0], nxt[1], lq_dir, cfg))
-            if not in_flight:
-                break
-            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                batch.append(fut.result())
-            if len(batch) >= cfg.batch_size or not in_flight:
-                _commit(r, batch, index, known_ids, cfg.near_dup_distance, summary)
-                done += len(batch)
-                batch = []
-                if progress:
-                    progress(done, total)
+    args = ((path, category, lq_dir, cfg) for path, category in pending)
+    for outcome in bounded_map(process_source, args, cfg.workers):
+        batch.append(outcome)
+        if len(batch) >= cfg.batch_size:
+            _commit(r, batch, index, known_ids, cfg.near_dup_distance, summary)
+            done += len(batch)
+            batch = []
+            if progress:
+                progress(done, total)
     if batch:
         _commit(r, batch, index, known_ids, cfg.near_dup_distance, summary)
+        if progress:
+            progress(total, total)
 
 
 def _commit(
     r: Run,
-    batch: list[Outcome],
+    batch: list[SourceOutcome],
     index: PhashIndex,
     known_ids: set[str],
     near_dup_distance: int,

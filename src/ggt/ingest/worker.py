@@ -23,7 +23,7 @@ from ggt.imaging import (
 
 
 @dataclass
-class Outcome:
+class SourceOutcome:
     path: str
     category: str
     size: int | None = None
@@ -57,9 +57,9 @@ def perceptual_hash(rgb: np.ndarray) -> str:
     return f"{int(np.packbits(bits).view('>u8')[0]):016x}"
 
 
-def process_source(path: str, category: str, lq_dir: str, cfg: IngestConfig) -> Outcome:
+def process_source(path: str, category: str, lq_dir: str, cfg: IngestConfig) -> SourceOutcome:
     """Read, hash, validate and normalise one file. Never raises for a bad file: the outcome says why."""
-    out = Outcome(path=path, category=category)
+    out = SourceOutcome(path=path, category=category)
     try:
         st = os.stat(path)
         out.size, out.mtime_ns = st.st_size, st.st_mtime_ns

@@ -1,0 +1,230 @@
+"""The offline analyzer: measures -> degradations with severities -> scene category.
+
+It stands in for a VLM when none is configured (and for tests), so it is named for what it is:
+`heuristic`. Every number it reports is traceable to a measure in `measures.py`; the mapping from a
+measure to a severity uses the physical scale a person would use to describe the degradation
+(noise sigma of 50/255 is as bad as it gets; a 4 px blur sigma; five stops of under-exposure), so a
+severity means the same for any analyzer and for the simulator's labels.
+
+The category and the severities of noise, blur, JPEG, haze and low light come from a small fitted
+model on the measure vector (`model.py`, parameters in `heuristic_model.json`, re-fitted by
+`python -m ggt.analyze.fit` on tune photos only): hand thresholds on single measures could not tell
+grain from noise, fog from fading or clean texture from compression (see docs/analyzer-accuracy.md).
+The remaining severities (motion blur, resolution, colour, fading, weather particles, film damage) are
+direct physical mappings of their measures, below.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ggt.analyze.measures import compute_measures
+from ggt.analyze.model import load_model
+from ggt.analyze.report import Degradation, DegradationReport, DegradationType, SceneCategory
+
+
+def _clip01(x: float) -> float:
+    return float(min(1.0, max(0.0, x)))
+
+
+class HeuristicConfig(BaseModel):
+    """Thresholds of the heuristic analyzer (the `analyze.heuristic` section of the config).
+
+    `min_severity` decides which degradations are reported at all. The category scores are the
+    model's probabilities; the most probable category wins, and a `*_category` threshold is the least
+    probability that category needs (otherwise the next most probable is taken, `clean` last). The
+    defaults (0) trust the fitted model; raise one to make a category more reluctant.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_severity: float = Field(default=0.1, ge=0.0, le=1.0)
+    rain_category: float = Field(default=0.0, ge=0.0, le=1.0)
+    snow_category: float = Field(default=0.0, ge=0.0, le=1.0)
+    haze_category: float = Field(default=0.0, ge=0.0, le=1.0)
+    low_light_category: float = Field(default=0.0, ge=0.0, le=1.0)
+    old_photo_category: float = Field(default=0.0, ge=0.0, le=1.0)
+    social_media_category: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+# Physical full scales (severity 1.0), in the units of the measures.
+NOISE_SIGMA_FULL = 50 / 255
+BLUR_SIGMA_FULL = 4.0
+MOTION_LENGTH_FULL = 30.0
+LOW_LIGHT_STOPS_FULL = 5.0
+# Linear mean luminance of a normally exposed photo (18 % grey, the exposure meters' target).
+MID_GREY_LINEAR = 0.18
+# Linear luminance of the brightest 0.5 % of a normally exposed photo (diffuse whites, not clipping).
+HIGHLIGHT_LINEAR = 0.8
+
+
+def severities(m: dict[str, float]) -> dict[str, float]:
+    """Map raw measures to severities in [0, 1] for every degradation type the heuristic can see."""
+    sev: dict[str, float] = {}
+    # Noise: the estimator reads ~1-3/255 on clean, well-exposed photos (sensor noise, texture).
+    sev["noise"] = _clip01((m["noise_sigma"] - 0.004) / NOISE_SIGMA_FULL)
+
+    # Blur: isotropic extent from the least-blurred orientation, motion from the excess of the most
+    # blurred orientation over it. A linear motion of length L is a box of RMS width L / sqrt(12).
+    smax = m.get("blur_sigma_max", m["blur_sigma"])
+    smin = m.get("blur_sigma_min", m["blur_sigma"])
+    aniso = m["blur_anisotropy"]
+    if aniso >= 2.0 and smax >= 1.2:
+        length = math.sqrt(max(smax**2 - smin**2, 0.0)) * math.sqrt(12.0)
+        sev["motion_blur"] = _clip01(length / MOTION_LENGTH_FULL)
+        sev["blur"] = _clip01(smin / BLUR_SIGMA_FULL)
+    else:
+        sev["motion_blur"] = 0.0
+        sev["blur"] = _clip01(max(m["blur_sigma"], 0.5 * (smax + smin)) / BLUR_SIGMA_FULL)
+
+    # Low resolution: little detail survives at full resolution (upscaled, or very soft).
+    sev["low_resolution"] = _clip01((0.45 - m["detail_ratio"]) / 0.3)
+
+    # JPEG: the quantisation-table estimate when found (exact for IJG tables), else the 8x8 grid
+    # strength (a re-saved or slightly processed JPEG keeps its blocks but loses exact steps).
+    q = m["jpeg_quality"]
+    s_q = (95.0 - q) / 85.0 if q < 99.5 else 0.0
+    s_b = (m["jpeg_blockiness"] - 1.15) / 0.8
+    sev["jpeg"] = _clip01(max(s_q, s_b))
+
+    # Haze: He et al.'s transmission estimate is 1 - dark channel of I / A, so the dark channel is
+    # "1 - t". Its median and 10th percentile are averaged: grey or pale scenes lift the median alone.
+    level = 0.5 * (m["haze_dark_channel"] + m["haze_dark_p10"])
+    sev["haze"] = _clip01((level - 0.25) / 0.6)
+
+    # Low light: two reads of the exposure drop in stops, averaged: the mean against mid-grey (fooled
+    # by dark content such as a night sky) and the brightest 0.5 % against a normal highlight level
+    # (fooled by photos without highlights, such as fog).
+    stops_mean = math.log2(MID_GREY_LINEAR / max(m["linear_mean"], 1e-5))
+    stops_high = math.log2(HIGHLIGHT_LINEAR / max(m["linear_p995"], 1e-5))
+    under = 0.5 * (stops_mean + stops_high)
+    sev["low_light"] = _clip01((under - 0.5) / (LOW_LIGHT_STOPS_FULL - 0.5))
+
+    # Colour: cast by the equivalent-circle factor, sepia by tinted-monochrome-ness.
+    sev["sepia"] = _clip01(m["sepia"])
+    sev["color_cast"] = 0.0 if sev["sepia"] > 0.3 else _clip01((m["color_cast"] - 2.0) / 4.0)
+    # Fading: lost dynamic range (lifted blacks, dimmed whites) and washed-out colour.
+    # Only with lifted blacks: a dark photo has little range too, but its blacks are black.
+    sev["fading"] = _clip01((0.85 - m["dynamic_range"]) / 0.6) * _clip01((m["brightness_p01"] - 0.04) / 0.1)
+
+    # Weather. Rain: thin bright lines along one orientation, beyond what scene structure explains.
+    rain_gate = _clip01((m["rain_coherence"] - 0.5) / 0.2)
+    sev["rain"] = _clip01((m["rain_streak_energy"] - 2.5) / 20.0) * rain_gate
+    # Snow: isolated bright specks on flat background, at two scales, spread over the frame.
+    snow_gate = _clip01((m["snow_spread"] - 0.5) / 0.3)
+    specks = max(m["snow_speckle_density_coarse"] / 3.0, m["snow_speckle_density"])
+    sev["snow"] = _clip01((specks - 2.5) / 15.0) * snow_gate
+
+    # Film damage: long straight thin lines; isolated specks of either polarity.
+    sev["scratches"] = _clip01((m["scratch_density"] - 5.0) / 30.0)
+    sev["dust"] = _clip01((m["dust_density"] - 1.0) / 6.0)
+
+    # The fitted regressors replace the single-measure mappings above for the five degradations they
+    # were fitted for: they correct each estimator with the others (texture lifts the noise estimate,
+    # JPEG blocks and noise shift the blur estimate, dark content reads as under-exposure). The blur
+    # regressor saw isotropic blur only, so the motion split above keeps its own isotropic part.
+    model = load_model()
+    learned = model.severities(model.features(m))
+    for key, value in learned.items():
+        if key == "blur" and sev["motion_blur"] > 0:
+            continue
+        sev[key] = value
+    return sev
+
+
+def category_scores(sev: dict[str, float], m: dict[str, float]) -> dict[str, float]:
+    """One score in [0, 1] per scene category, `clean` included: the fitted model's probabilities.
+
+    `sev` is accepted for interface stability and not used: the model reads the measures directly,
+    since the severities are themselves a function of them.
+    """
+    del sev
+    model = load_model()
+    return model.category_probabilities(model.features(m))
+
+
+_PRIMARY: dict[str, list[DegradationType]] = {
+    "rain": ["rain"],
+    "snow": ["snow"],
+    "haze": ["haze"],
+    "low_light": ["low_light"],
+    "old_photo": ["sepia", "fading", "scratches", "dust"],
+    "social_media": ["jpeg"],
+}
+# Degradations worth reporting whatever the category (the rest are only reported as part of the
+# category that explains them: fading without a warm tint is what haze also looks like).
+_ALWAYS: list[DegradationType] = ["noise", "blur", "motion_blur", "jpeg", "low_resolution", "color_cast"]
+
+
+class HeuristicAnalyzer:
+    """Analyse one photo from its no-reference measures; offline, deterministic, ~0.1-0.3 s."""
+
+    name = "heuristic"
+
+    def __init__(self, config: HeuristicConfig | None = None, **overrides: float) -> None:
+        base = config or HeuristicConfig()
+        self.config = base.model_copy(update=overrides) if overrides else base
+        if overrides:
+            HeuristicConfig.model_validate(self.config.model_dump())
+
+    def analyze(self, img: np.ndarray) -> DegradationReport:
+        m = compute_measures(img)
+        sev = severities(m)
+        scores = category_scores(sev, m)
+        category = self._category(scores)
+        # A photo judged clean gets no degradation list: its prompt must not ask to "remove" texture
+        # that a measure mistook for mild noise (the measures are still in the report).
+        keep: list[DegradationType] = [] if category == "clean" else [*_ALWAYS, *_PRIMARY[category]]
+        if category == "old_photo":
+            keep.append("fading")
+        # A second strong condition is reported too (rain in the dark, haze over snow).
+        if category != "clean":
+            keep += [k for k in ("haze", "low_light", "rain", "snow") if sev[k] >= 0.4]
+        degradations: dict[str, float] = {}
+        for k in dict.fromkeys(keep):
+            s = sev.get(k, 0.0)
+            if s >= self.config.min_severity:
+                degradations[k] = s
+        if category == "old_photo" and "noise" in degradations:
+            # Grain, not sensor noise, on film: the restoration instruction differs.
+            degradations["film_grain"] = degradations.pop("noise")
+        ordered = sorted(degradations.items(), key=lambda kv: -kv[1])
+        return DegradationReport(
+            category=category,
+            degradations=[Degradation(type=k, severity=round(v, 3)) for k, v in ordered],  # type: ignore[arg-type]
+            scene=self._scene(m),
+            measures={k: round(v, 6) for k, v in m.items()},
+            analyzer=self.name,
+        )
+
+    def _category(self, scores: dict[str, float]) -> SceneCategory:
+        c = self.config
+        least = {
+            "clean": 0.0,
+            "rain": c.rain_category,
+            "snow": c.snow_category,
+            "haze": c.haze_category,
+            "low_light": c.low_light_category,
+            "old_photo": c.old_photo_category,
+            "social_media": c.social_media_category,
+        }
+        for cat in sorted(scores, key=lambda k: -scores[k]):
+            if scores[cat] >= least.get(cat, 0.0):
+                return cat  # type: ignore[return-value]
+        return "clean"
+
+    @staticmethod
+    def _scene(m: dict[str, float]) -> str:
+        tone = "greyscale" if m["chroma_mean"] < 1.0 else "colour"
+        light = (
+            "dark" if m["brightness_mean"] < 0.25 else "bright" if m["brightness_mean"] > 0.65 else "mid-tone"
+        )
+        return f"{tone} photo, {light}, {int(m['width'])}x{int(m['height'])}"
+
+
+def analyze(img: np.ndarray, config: HeuristicConfig | None = None) -> DegradationReport:
+    """Convenience: `HeuristicAnalyzer(config).analyze(img)`."""
+    return HeuristicAnalyzer(config).analyze(img)

@@ -1,0 +1,103 @@
+"""The fitted decision model of the heuristic analyzer: measures -> scene category and severities.
+
+Numpy only, and small: its parameters live in `heuristic_model.json` next to this file and are
+re-fitted by `python -m ggt.analyze.fit` (seeded, tune photos and training seeds only). A learned
+model, not hand thresholds, because the measures interact (grain reads as noise, haze lifts blacks as
+fading does, JPEG blocks read as edges to the blur estimator) in ways that single thresholds on single
+measures cannot untangle; the same reason BRISQUE fits a regressor on its features.
+
+Pipeline: engineered features from the measure dict -> per-feature log (heavy-tailed measures) and
+standardisation, clipped so that a photo unlike any training photo cannot push one feature to an
+extreme -> a one-hidden-layer perceptron with softmax for the category; per severity key a small
+perceptron regressor, then a monotone piecewise-linear calibration onto the physical severity scale of
+`ggt.degrade.severity`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_PATH = Path(__file__).with_name("heuristic_model.json")
+# Raw measures that enter the model as they are (angles and absolute sizes do not: an angle wraps,
+# and a size says nothing about degradation).
+_SKIP = frozenset(
+    {"width", "height", "blur_direction_deg", "rain_direction_deg", "cast_hue_deg", "edge_count"}
+)
+_CLIP_Z = 6.0
+
+
+def raw_features(m: dict[str, float]) -> dict[str, float]:
+    """The model's inputs before transformation: measures plus a few unambiguous recombinations."""
+    f = {k: float(v) for k, v in m.items() if k not in _SKIP}
+    # The cast's hue as a vector weighted by its strength: a warm (old print, tungsten) and a green
+    # (fluorescent) cast are opposite directions, which the raw angle in degrees cannot say.
+    hue = math.radians(float(m.get("cast_hue_deg", 0.0)))
+    cast = float(m.get("color_cast", 0.0))
+    f["cast_warm"] = cast * math.cos(hue - math.radians(60.0))
+    f["cast_cool"] = cast * math.sin(hue - math.radians(60.0))
+    # Short side in octaves: the structure detectors' densities depend somewhat on resolution.
+    f["log2_short_side"] = math.log2(max(16.0, min(float(m.get("width", 512)), float(m.get("height", 512)))))
+    return f
+
+
+def _act(x: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "relu":
+        return np.maximum(x, 0.0)
+    if kind == "tanh":
+        return np.tanh(x)
+    return x
+
+
+def mlp_forward(layers: list[dict[str, Any]], x: np.ndarray, activation: str) -> np.ndarray:
+    """Forward pass of a perceptron stored as [{"W": [[...]], "b": [...]}, ...]; last layer linear."""
+    for i, layer in enumerate(layers):
+        x = x @ np.asarray(layer["W"]) + np.asarray(layer["b"])
+        if i < len(layers) - 1:
+            x = _act(x, activation)
+    return x
+
+
+class AnalyzerModel:
+    """Inference of the fitted model; construct with the parsed JSON (see `load_model`)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        tr = params["transform"]
+        self.names: list[str] = tr["names"]
+        self.log = np.asarray(tr["log"], dtype=bool)
+        self.offset = np.asarray(tr["offset"], dtype=np.float64)
+        self.mean = np.asarray(tr["mean"], dtype=np.float64)
+        self.std = np.asarray(tr["std"], dtype=np.float64)
+        self.categories: list[str] = params["classifier"]["classes"]
+
+    def features(self, m: dict[str, float]) -> np.ndarray:
+        raw = raw_features(m)
+        x = np.array([raw.get(n, 0.0) for n in self.names], dtype=np.float64)
+        x = np.where(self.log, np.log(np.maximum(x, 0.0) + self.offset), x)
+        return np.clip((x - self.mean) / self.std, -_CLIP_Z, _CLIP_Z)
+
+    def category_probabilities(self, z: np.ndarray) -> dict[str, float]:
+        c = self.params["classifier"]
+        logits = mlp_forward(c["layers"], z, c["activation"])
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        return {k: float(v) for k, v in zip(self.categories, p, strict=True)}
+
+    def severities(self, z: np.ndarray) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key, reg in self.params["severity"].items():
+            raw = float(mlp_forward(reg["layers"], z, reg["activation"])[0])
+            out[key] = float(np.clip(np.interp(raw, reg["calib_x"], reg["calib_y"]), 0.0, 1.0))
+        return out
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str | None = None) -> AnalyzerModel:
+    """The shipped model (parsed once per process)."""
+    return AnalyzerModel(json.loads(Path(path or MODEL_PATH).read_text()))

@@ -1,0 +1,68 @@
+"""The heuristic analyzer: clean photos stay clean, strong degradations get their category."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ggt.analyze import calibration as C
+from ggt.analyze.heuristic import HeuristicAnalyzer, HeuristicConfig
+from ggt.analyze.report import DegradationReport
+
+AN = HeuristicAnalyzer()
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera", "chelsea", "coins", "rocket"])  # tune photos
+def test_clean_photos_are_clean(name: str, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    rep = AN.analyze(photo_crop(name, 320))
+    assert rep.category == "clean", rep.model_dump(exclude={"measures"})
+    assert rep.degradations == []  # nothing for a prompt to "remove"
+    assert rep.measures  # but the numbers behind the judgement are kept
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(4)
+
+
+@pytest.mark.parametrize(
+    ("category", "make"),
+    [
+        ("haze", lambda im: C.add_haze(im, _rng(), 0.8)[0]),
+        ("low_light", lambda im: C.low_light(im, _rng(), 0.8)[0]),
+        ("old_photo", lambda im: C.fade(C.sepia(im, _rng(), 1.0)[0], _rng(), 0.4)[0]),
+        ("social_media", lambda im: C.jpeg(C.resize_down(im, _rng(), 0.5)[0], _rng(), 0.8)[0]),
+        ("rain", lambda im: C.add_rain(im, _rng(), 0.8)[0]),
+        ("snow", lambda im: C.add_snow(im, _rng(), 0.8)[0]),
+    ],
+)
+def test_strong_degradations_get_their_category(category: str, make, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    rep = AN.analyze(make(photo_crop("astronaut", 384)))
+    assert rep.category == category, rep.model_dump(exclude={"measures"})
+
+
+def test_report_shape(photo_crop) -> None:  # type: ignore[no-untyped-def]
+    img = C.add_noise(photo_crop("astronaut", 256), _rng(), 0.5)[0]
+    rep = AN.analyze(img)
+    assert isinstance(rep, DegradationReport)
+    assert rep.analyzer == "heuristic" and rep.model is None
+    assert rep.measures["noise_sigma"] > 0.03
+    assert any(d.type == "noise" and 0.2 < d.severity <= 1.0 for d in rep.degradations)
+    sev = [d.severity for d in rep.degradations]
+    assert sev == sorted(sev, reverse=True)
+    DegradationReport.model_validate_json(rep.model_dump_json())  # JSON round trip
+
+
+def test_motion_blurred_clock_reads_motion_blur() -> None:
+    from ggt.photos import load_photo
+
+    rep = AN.analyze(load_photo("clock").astype(np.float32) / 255)
+    assert "motion_blur" in {d.type for d in rep.degradations}
+
+
+def test_config_thresholds(photo_crop) -> None:  # type: ignore[no-untyped-def]
+    img = C.add_noise(photo_crop("astronaut", 256), _rng(), 0.2)[0]
+    strict = HeuristicAnalyzer(HeuristicConfig(min_severity=0.99)).analyze(img)
+    assert strict.degradations == []
+    assert HeuristicAnalyzer(min_severity=0.99).config.min_severity == 0.99
+    with pytest.raises(ValueError):
+        HeuristicConfig(unknown=1)  # type: ignore[call-arg]
