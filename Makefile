@@ -5,9 +5,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Tests never reach a model hub: without this, each weight lookup retries for ~30 s.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-all lint bench schema clean
+# Debian packages the tests need: BRISQUE's model files (opencv-data).
+APT_PACKAGES := opencv-data
+
+.PHONY: demo test test-all lint bench system-deps schema clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +22,18 @@ $(VENV)/.core-installed: pyproject.toml | $(PY)
 	$(PIP) -e .
 	touch $@
 
+# torch and torchvision pinned to the pair that installs from this machine's disk (see ENVIRONMENT.md).
 $(VENV)/.all-installed: pyproject.toml | $(PY)
-	$(PIP) -e '.[dev]'
+	$(PIP) torch==2.14.1 torchvision==0.29.1
+	$(PIP) -e '.[dev,iqa]'
 	touch $@ $(VENV)/.core-installed
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 demo: $(VENV)/.core-installed
 	$(VENV)/bin/ggt demo --out demo-run
@@ -29,14 +43,14 @@ lint: $(VENV)/.all-installed
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 # The default run leaves out tests marked slow; `make test-all` runs them too.
-test: lint
+test: lint system-deps
 	$(VENV)/bin/pytest -q -m "not slow"
 
-test-all: lint
+test-all: lint system-deps
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.all-installed
-	$(PY) benchmarks/bench_ingest.py
+	PYTHONPATH=benchmarks $(PY) benchmarks/bench_ingest.py
 
 schema: $(VENV)/.core-installed
 	$(VENV)/bin/ggt config schema --out docs/config.schema.json
