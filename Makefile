@@ -23,9 +23,15 @@ $(VENV)/.core-installed: pyproject.toml | $(PY)
 	touch $@
 
 # torch and torchvision pinned to the pair that installs from this machine's disk (see ENVIRONMENT.md).
+# pyiqa pulls in opencv-python, whose cv2 would shadow the contrib build ggt needs (cv2.quality for
+# BRISQUE, cv2.ximgproc for guided filtering): both wheels write the same cv2/ files, so remove the plain
+# ones and put the contrib build back.
 $(VENV)/.all-installed: pyproject.toml | $(PY)
 	$(PIP) torch==2.14.1 torchvision==0.29.1
 	$(PIP) -e '.[dev,iqa]'
+	$(PY) -m pip uninstall -q -y opencv-python opencv-python-headless
+	$(PIP) --force-reinstall --no-deps "$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -i '^opencv-contrib-python-headless==')"
+	$(PY) -c "import cv2; cv2.quality.QualityBRISQUE_compute; cv2.ximgproc.guidedFilter"
 	touch $@ $(VENV)/.core-installed
 
 system-deps:

@@ -192,15 +192,28 @@ def analyze(
 @app.command()
 def inspect(
     lq: Annotated[list[Path], typer.Argument(help="LQ image files")],
+    hq: Annotated[
+        list[Path] | None,
+        typer.Option("--hq", help="HQ files paired with the LQ files in order: QC verdicts"),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Each image's degradation report and restoration prompt (JSON Lines with --json)."""
+    """Each image's degradation report and prompt; with --hq, each pair's QC verdict (JSON Lines with --json)."""
     from ggt.analyze.stage import inspect as inspect_api
 
     with _errors():
+        if hq is not None and len(hq) != len(lq):
+            raise ValueError(f"--hq was given {len(hq)} times for {len(lq)} LQ images; pair them one to one")
         lines = inspect_api(lq, config=config, overrides=set_)
+        if hq:
+            from ggt.qc.stage import inspect_pairs
+
+            for line, pair in zip(lines, inspect_pairs(lq, hq, config=config, overrides=set_), strict=True):
+                if "error" in pair and "error" not in line:
+                    line["error"] = pair["error"]
+                line.update({k: v for k, v in pair.items() if k not in ("lq", "error", "category")})
     for line in lines:
         if as_json:
             _print_json(line)
@@ -210,6 +223,9 @@ def inspect(
             degr = ", ".join(f"{d['type']} {d['severity']:.2f}" for d in line["degradations"]) or "none"
             out.print(f"[bold]{line['lq']}[/]: {line['category']} ({degr})", highlight=False)
             out.print(line["prompt"], highlight=False, markup=False)
+            if "verdict" in line:
+                why = "; ".join(line["reasons"]) or "no rule fired"
+                out.print(f"  -> [bold]{line['verdict']}[/] ({why})", highlight=False)
     raise typer.Exit(1 if any("error" in line for line in lines) else 0)
 
 
@@ -255,6 +271,51 @@ def synth(
             err.print("[yellow]budget reached:[/] no new requests were started; rerun with a larger --budget")
         for reason, n in s.failures.items():
             err.print(f"[red]failed[/] {n} x {reason} (ggt status --run {run} --errors)", highlight=False)
+        for note in s.notes:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
+    raise typer.Exit(1 if s.failed else 0)
+
+
+@app.command()
+def qc(
+    run: RunOpt,
+    policy: Annotated[
+        Path | None, typer.Option(help="YAML policy of named rules (default: the shipped one)")
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="heuristic (offline, from the metrics), gemini, openai or openai-compatible"),
+    ] = None,
+    generator: Annotated[str | None, typer.Option(help="only this synth variant (default: all)")] = None,
+    redo_decisions: Annotated[
+        bool, typer.Option("--redo-decisions", help="let the policy override reviewers' decisions")
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Metrics, judge and policy for every generated pair: keep, reject or review, with reasons."""
+    from ggt.qc.stage import qc as qc_api
+
+    with _errors(), _progress("qc", enabled=not as_json) as progress:
+        s = qc_api(run, policy=policy, judge=judge, generator=generator, config=config, overrides=set_,
+                   redo_decisions=redo_decisions, progress=progress)  # fmt: skip
+    if as_json:
+        _print_json({**s.model_dump(), "failed": s.failed})
+    else:
+        table = Table(title=f"qc ({s.judge} judge, policy {Path(s.policy).stem}) -> {run}")
+        for col in ("generator", "pairs", "keep", "reject", "review", "failed"):
+            table.add_column(col, justify="left" if col == "generator" else "right")
+        for name, v in s.variants.items():
+            table.add_row(name, str(v.pairs), str(v.keep), str(v.reject), str(v.review),
+                          str(v.metrics_failed + v.judge_failed))  # fmt: skip
+        out.print(table)
+        for name, v in s.variants.items():
+            if v.rules:
+                fired = ", ".join(f"{rule} {n}" for rule, n in sorted(v.rules.items(), key=lambda kv: -kv[1]))
+                out.print(f"[dim]{name} rules fired:[/] {fired}", highlight=False)
+        if s.report:
+            out.print(f"report: [bold]{s.report}[/]")
         for note in s.notes:
             err.print(f"[yellow]note:[/] {note}", highlight=False)
     raise typer.Exit(1 if s.failed else 0)

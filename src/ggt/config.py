@@ -172,6 +172,29 @@ class QCConfig(Section):
     report_worst: int = Field(default=24, ge=0, description="worst pairs shown as thumbnails in the report")
 
 
+class ExportConfig(Section):
+    license: str = Field(
+        default="unknown",
+        description="licence written into the dataset card (SPDX id or text); the sources' terms decide it",
+    )
+    split: str = Field(
+        default="test=0.05", description="held-out split: test=FRACTION (0-1) or test=COUNT; test=0 for none"
+    )
+    seed: int = Field(default=0, description="split seed: the same seed and pairs give the same split")
+    include: list[Literal["kept", "undecided", "rejected"]] = Field(
+        default_factory=lambda: ["kept"], description="which pairs by current decision; kept only by default"
+    )
+    shard_size: int = Field(default=1000, ge=1, description="pairs per shard (the unit of work and resume)")
+    shard_bytes: int = Field(
+        default=1_000_000_000, ge=1_000_000, description="largest tar/parquet shard, in bytes (approximate)"
+    )
+    link: bool = Field(
+        default=True,
+        description="folder format: hard-link the run's PNGs (no copy; the run only ever replaces files, "
+        "never edits them) where the filesystem allows, else copy",
+    )
+
+
 class GGTConfig(Section):
     """The whole configuration of a run. Later stages add their sections here."""
 
@@ -179,6 +202,7 @@ class GGTConfig(Section):
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
     qc: QCConfig = Field(default_factory=QCConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ggt import CATEGORIES
+from ggt.analyze.stage import AnalyzeSummary, analyze
+from ggt.generate.stage import SynthSummary, synth
 from ggt.imaging import to_float, write_image
 from ggt.ingest import IngestSummary, ingest
 from ggt.photos import GENUINELY_DEGRADED, PHOTO_NAMES, load_photo
@@ -18,6 +20,8 @@ class DemoResult(BaseModel):
     run: str
     photos: str
     ingest: IngestSummary
+    analyze: AnalyzeSummary
+    synth: SynthSummary
     status: RunStatus
 
 
@@ -44,9 +48,15 @@ def prepare_photos(folder: Path, seed: int = 0) -> Path:
 
 
 def run_demo(out: Path, progress: ProgressFn | None = None) -> DemoResult:
-    """Ingest the bundled photos into `out/run` and report the run's status. Rerunnable."""
+    """The offline flow on the bundled photos in `out/run`: ingest, analyze (heuristic), synth
+    (classical). Rerunnable: a second call does only what is missing."""
     out = Path(out)
     photos = prepare_photos(out / "photos")
     run = out / "run"
-    summary = ingest([photos], run, progress=progress)
-    return DemoResult(run=str(run), photos=str(photos), ingest=summary, status=run_status(run))
+    ingested = ingest([photos], run, progress=progress)
+    analysed = analyze(run, vlm="heuristic", progress=progress)
+    synthesised = synth(run, generator="classical", progress=progress)
+    return DemoResult(
+        run=str(run), photos=str(photos), ingest=ingested, analyze=analysed, synth=synthesised,
+        status=run_status(run),
+    )  # fmt: skip

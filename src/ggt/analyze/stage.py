@@ -151,13 +151,14 @@ def _commit_all(
 def _inspect_file(index: int, path: str, cfg: AnalyzeConfig) -> tuple[int, dict[str, Any]]:
     line: dict[str, Any] = {"lq": path}
     try:
-        report, prompt = heuristic_report(read_image(path), cfg)
+        img = read_image(path)
     except ImageDecodeError as exc:
         line["error"] = str(exc)
         return index, line
     except OSError as exc:
         line["error"] = f"unreadable: {exc.strerror or exc}"
         return index, line
+    report, prompt = heuristic_report(img, cfg)
     line.update(
         category=report.category,
         degradations=[d.model_dump() for d in report.degradations],

@@ -1,0 +1,195 @@
+"""Validation of the shipped QC policy with the offline heuristic judge, written to docs/qc-validation.md.
+
+Good pairs: LQ = a category preset of the degradation simulator applied to a clean photo, HQ = the clean
+photo. Bad pairs: the same LQ with the clean HQ corrupted (`ggt.qc.corrupt`: shift, crop, rotation,
+scale, colour shift, pasted foreign patch, removed object, degradation left in, heavy blur,
+over-sharpening, JPEG blocking, a different photo). A bad pair counts as caught when it is not kept
+(reject or review); a good pair counts as lost only when it is rejected (review sends it to a person).
+
+Split: the policy was tuned on the 16 photos of `ggt.photos` at degradation seed 1 (one corruption draw
+per type). This script MEASURES on (a) held-out photos never used in tuning (scikit-image's ihc, cell and
+color) and (b) half of the tuning photos at seed 3 (new degradation and corruption draws),
+plus good pairs of the `realesrgan` preset, a degradation mix the tuning never saw.
+
+    .venv/bin/python benchmarks/bench_qc_validation.py              # measure, write the doc
+    .venv/bin/python benchmarks/bench_qc_validation.py --split tune # the tuning numbers, for comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import time
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine
+from ggt import CATEGORIES
+from ggt.degrade import apply_preset
+from ggt.execute.local import bounded_map
+from ggt.photos import PHOTO_NAMES, load_photo
+from ggt.qc.corrupt import CORRUPTIONS, corrupt
+from ggt.qc.judge import heuristic_judge
+from ggt.qc.measure import measure_pair
+from ggt.qc.policy import load_policy
+from ggt.qc.stage import decide_pair
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "qc-validation.md"
+HELD_OUT = ("ihc", "cell", "color")
+MAX_SIDE = 640
+
+
+def photo(name: str) -> np.ndarray:
+    """A photo as float32 RGB, long side at most MAX_SIDE (the metrics work at 256-512 px anyway)."""
+    if name in PHOTO_NAMES:
+        img = load_photo(name)
+    else:
+        import skimage
+        from skimage import io
+
+        img = io.imread(Path(skimage.__file__).parent / "data" / f"{name}.png")
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        img = np.ascontiguousarray(img[..., :3])
+    f = img.astype(np.float32) / 255
+    h, w = f.shape[:2]
+    s = MAX_SIDE / max(h, w)
+    if s < 1:
+        f = cv2.resize(f, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    return f
+
+
+def pair_job(name: str, preset: str, seed: int, kind: str, donor_name: str) -> dict:
+    hq = photo(name)
+    lq = apply_preset(hq, preset, seed).image
+    params: dict = {}
+    if kind != "good":
+        cseed = zlib.crc32(f"{name}/{preset}/{kind}/{seed}".encode())
+        hq, params = corrupt(kind, hq, lq, cseed, photo(donor_name))
+    metrics, errors = measure_pair(lq, hq)
+    return {"photo": name, "preset": preset, "seed": seed, "kind": kind, "params": params, "m": metrics,
+            "errors": errors}  # fmt: skip
+
+
+def jobs(split: str, seed: int = 3) -> list[tuple[str, str, int, str, str]]:
+    all_photos = list(PHOTO_NAMES) + list(HELD_OUT)
+    if split == "tune":
+        sets = [(list(PHOTO_NAMES), 1)]
+    else:
+        # Seed 2 with the odd half was the first measurement (it changed two rules, see the doc); the
+        # recorded one uses seed 3 and the even half, fresh draws for both.
+        half = PHOTO_NAMES[1::2] if seed == 2 else PHOTO_NAMES[0::2]
+        sets = [(list(HELD_OUT), seed), (list(half), seed)]
+    out = []
+    for photos, seed in sets:
+        for name in photos:
+            donors = [p for p in all_photos if p != name]
+            donor = donors[zlib.crc32(name.encode()) % len(donors)]
+            for preset in CATEGORIES:
+                for kind in ("good", *CORRUPTIONS):
+                    out.append((name, preset, seed, kind, donor))
+            if split == "measure":
+                out.append((name, "realesrgan", seed, "good", donor))
+    return out
+
+
+def evaluate(rows: list[dict], policy_path: Path | None) -> tuple[dict, dict, dict]:
+    pol = load_policy(policy_path)
+    by_kind: dict[str, Counter[str]] = defaultdict(Counter)
+    by_cat: dict[str, Counter[str]] = defaultdict(Counter)
+    fired: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in rows:
+        cat = r["preset"] if r["preset"] in CATEGORIES else None
+        ans = heuristic_judge(r["m"], cat).model_dump(mode="json")
+        d = decide_pair(pol, r["m"], ans, cat)
+        by_kind[r["kind"]][d.verdict] += 1
+        by_cat[f"{r['kind'] if r['kind'] == 'good' else 'bad'}/{r['preset']}"][d.verdict] += 1
+        fired[r["kind"]].update(d.reasons)
+    return by_kind, by_cat, fired
+
+
+def table(by_kind: dict, by_cat: dict, fired: dict) -> str:
+    lines = [
+        "| pairs | n | kept | review | reject | caught (not kept) | most frequent reasons |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    bad_total = Counter()
+    for kind in ("good", *CORRUPTIONS):
+        c = by_kind.get(kind)
+        if not c:
+            continue
+        n = sum(c.values())
+        if kind != "good":
+            bad_total.update(c)
+        caught = "-" if kind == "good" else f"**{(c['review'] + c['reject']) / n:.3f}**"
+        top = ", ".join(f"{k} {v}" for k, v in fired[kind].most_common(3))
+        lines.append(
+            f"| {kind} | {n} | {c['keep'] / n:.3f} | {c['review'] / n:.3f} | {c['reject'] / n:.3f} | {caught} | {top} |"
+        )
+    n = sum(bad_total.values())
+    lines.append(
+        f"| **all bad** | {n} | {bad_total['keep'] / n:.3f} | {bad_total['review'] / n:.3f} | "
+        f"{bad_total['reject'] / n:.3f} | **{(n - bad_total['keep']) / n:.3f}** | |"
+    )
+    lines += ["", "| pairs / preset | n | kept | review | reject |", "|---|---:|---:|---:|---:|"]
+    for key in sorted(by_cat):
+        c = by_cat[key]
+        n = sum(c.values())
+        lines.append(f"| {key} | {n} | {c['keep'] / n:.3f} | {c['review'] / n:.3f} | {c['reject'] / n:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--split", choices=["measure", "tune"], default="measure")
+    ap.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped one)")
+    ap.add_argument("--cache", type=Path, default=None, help="JSONL of measured pairs: reused, or written")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=3, help="degradation/corruption seed of the measure split")
+    ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/qc-validation.md alone")
+    args = ap.parse_args()
+    started = time.perf_counter()
+    if args.cache and args.cache.exists():
+        rows = [json.loads(line) for line in args.cache.read_text().splitlines() if line.strip()]
+    else:
+        rows = list(bounded_map(pair_job, jobs(args.split, args.seed), args.workers))
+        if args.cache:
+            args.cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elapsed = time.perf_counter() - started
+    by_kind, by_cat, fired = evaluate(rows, args.policy)
+    body = table(by_kind, by_cat, fired)
+    print(body)
+    if args.no_doc:
+        return
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = (
+        f"Measured {stamp} on {machine()} ({platform.platform()}); split `{args.split}`, seed {args.seed}, "
+        f"{len(rows)} pairs, "
+        f"metrics in {elapsed:.0f} s.\n\n{body}\n"
+    )
+    text = (
+        DOC.read_text(encoding="utf-8")
+        if DOC.exists()
+        else "# QC validation\n\n<!-- bench:start -->\n<!-- bench:end -->\n"
+    )
+    marker_start, marker_end = f"<!-- bench:{args.split}:start -->", f"<!-- bench:{args.split}:end -->"
+    if marker_start in text:
+        head, rest = text.split(marker_start, 1)
+        tail = rest.split(marker_end, 1)[1]
+        text = f"{head}{marker_start}\n{block}{marker_end}{tail}"
+    else:
+        text = text.rstrip() + f"\n\n{marker_start}\n{block}{marker_end}\n"
+    DOC.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
