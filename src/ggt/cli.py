@@ -322,6 +322,68 @@ def qc(
 
 
 @app.command()
+def export(
+    run: RunOpt,
+    format: Annotated[str, typer.Option("--format", help="folder (BasicSR), webdataset, parquet or hf")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the dataset")],
+    split: Annotated[str | None, typer.Option(help="test=FRACTION or test=COUNT (default test=0.05)")] = None,
+    seed: Annotated[int | None, typer.Option(help="split seed")] = None,
+    generator: Annotated[str | None, typer.Option(help="only this synth variant (default: all)")] = None,
+    include: Annotated[
+        list[str] | None, typer.Option(help="kept (default), undecided, rejected; repeatable")
+    ] = None,
+    shard_size: Annotated[int | None, typer.Option(help="pairs per shard")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted export in --out")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace an earlier ggt export in --out")
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The kept pairs as a training dataset, with metadata, dataset card and SHA-256 manifest."""
+    from ggt.dataset import ExportError
+    from ggt.dataset import export as export_api
+
+    with _errors(), _progress("export", enabled=not as_json) as progress:
+        try:
+            s = export_api(run, format, out_dir, generator=generator, split=split, seed=seed, include=include,  # type: ignore[arg-type]
+                           resume=resume, overwrite=overwrite, shard_size=shard_size, config=config,
+                           overrides=set_, progress=progress)  # fmt: skip
+        except ExportError as exc:  # full disk, non-empty --out, options changed on resume
+            raise _fail(str(exc), code=1) from None
+    if as_json:
+        _print_json(s.model_dump())
+    else:
+        splits = ", ".join(f"{k} {v}" for k, v in s.splits.items())
+        out.print(f"{s.pairs} pairs ({splits}) -> {s.out} [{s.format}]")
+        for x in s.skipped:
+            err.print(f"[yellow]skipped[/] {x.id}/{x.generator}: {x.reason} ({x.message})", highlight=False)
+    raise typer.Exit(1 if s.skipped else 0)
+
+
+@app.command()
+def verify(
+    dataset: Annotated[Path, typer.Argument(help="an exported dataset folder")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every file of an export against its SHA-256 manifest: missing, extra and corrupt files."""
+    from ggt.dataset import verify as verify_api
+
+    with _errors():
+        report = verify_api(dataset)
+    if as_json:
+        _print_json({**report.model_dump(), "ok": report.ok})
+    else:
+        verdict = "[green]intact[/]" if report.ok else "[red]damaged[/]"
+        out.print(f"{dataset}: {verdict}, {report.checked} files checked")
+        for kind in ("missing", "extra", "corrupt"):
+            for path in getattr(report, kind):
+                out.print(f"  {kind}: {path}", highlight=False)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
 def degrade(
     preset: Annotated[
         str, typer.Option(help="social_media, old_photo, rain, haze, snow, low_light or realesrgan")
@@ -403,7 +465,17 @@ def demo(
         _print_json(result.model_dump())
         return
     render_status(result.status)
-    out.print(f"\nrun folder: [bold]{result.run}[/]  (try: ggt status --run {result.run} --errors)")
+    table = Table(title="the demo's pairs")
+    for col in ("generator", "pairs", "keep", "review", "reject"):
+        table.add_column(col, justify="left" if col == "generator" else "right")
+    for name, v in result.qc.variants.items():
+        table.add_row(name, str(v.pairs), str(v.keep), str(v.review), str(v.reject))
+    out.print(table)
+    splits = ", ".join(f"{k} {v}" for k, v in result.export.splits.items())
+    intact = "intact" if result.verify.ok else "DAMAGED"
+    out.print(f"dataset: {result.dataset} ({result.export.pairs} pairs: {splits}; verify: {intact})")
+    out.print(f"QC report: {result.report}")
+    out.print(f"run folder: {result.run}  (next: ggt status --run {result.run} --errors)")
 
 
 def main() -> None:
