@@ -9,8 +9,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Tests never reach a model hub: without this, each weight lookup retries for ~30 s.
 export HF_HUB_OFFLINE := 1
 
-# Debian packages the tests need: BRISQUE's model files (opencv-data).
-APT_PACKAGES := opencv-data
+# Debian packages the tests need: BRISQUE's model files (opencv-data) and the browser the review app's
+# end-to-end test drives through Playwright (never a downloaded one).
+APT_PACKAGES := opencv-data chromium
 
 .PHONY: demo test test-all lint bench system-deps schema clean
 

@@ -384,6 +384,28 @@ def verify(
 
 
 @app.command()
+def review(
+    run: RunOpt,
+    host: Annotated[
+        str, typer.Option(help="address to bind; any address but loopback needs a token")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
+    reviewer: Annotated[str, typer.Option(help="reviewer name recorded with each decision")] = "reviewer",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GGT_REVIEW_TOKEN", help="token the page must send (default: generated off loopback)"
+        ),
+    ] = None,
+) -> None:
+    """Review generated pairs in the browser: accept, reject with reasons, undo; every decision kept."""
+    from ggt.review import serve
+
+    with _errors():
+        serve(run, host=host, port=port, reviewer=reviewer, token=token)
+
+
+@app.command()
 def degrade(
     preset: Annotated[
         str, typer.Option(help="social_media, old_photo, rain, haze, snow, low_light or realesrgan")

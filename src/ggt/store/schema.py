@@ -112,6 +112,17 @@ MIGRATIONS: list[str] = [
         created_at    REAL NOT NULL
     );
     """,
+    # 2: manual review. The queue's first screen walks QC verdicts in key order through a partial index on
+    # the verdict (no scan of 100,000 JSON results); a reviewer's undo chain and progress read decisions by
+    # reviewer; an undo row names the row it takes back (`undoes`) and the one whose decision it brings back
+    # (`restores`, NULL when none), so undoing never deletes and the decision in force is one look-up away.
+    """
+    CREATE INDEX stage_results_qc_verdict ON stage_results(json_extract(result, '$.verdict'), variant, item_id)
+        WHERE stage = 'qc';
+    CREATE INDEX decisions_reviewer ON decisions(reviewer, id);
+    ALTER TABLE decisions ADD COLUMN undoes INTEGER REFERENCES decisions(id);
+    ALTER TABLE decisions ADD COLUMN restores INTEGER REFERENCES decisions(id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

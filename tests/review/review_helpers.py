@@ -1,0 +1,108 @@
+"""Helpers of the review tests: a small real run, a hand-made generator, uvicorn in a thread."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from fixtures import badfiles as bf
+from ggt.store import Run, dumps, now
+
+PHOTOS = ["coffee", "chelsea", "astronaut", "rocket", "camera"]
+
+
+def build_run(root: Path, n: int = 5) -> Path:
+    from ggt.generate.stage import synth
+    from ggt.ingest import ingest
+    from ggt.qc.stage import qc
+
+    src = root / "src" / "haze"
+    src.mkdir(parents=True)
+    for i in range(n):
+        img = bf.photo(PHOTOS[i % len(PHOTOS)], size=(160, 120)).astype(np.float32)
+        img = np.clip(img * 0.6 + 90 + i, 0, 255).astype(np.uint8)  # hazy: washed out
+        (src / f"p{i:02d}.png").write_bytes(bf.save(img, "PNG"))
+    run = root / "run"
+    ingest([root / "src"], run, overrides=["ingest.workers=1"])
+    report = {"category": "haze", "degradations": [{"type": "haze", "severity": 0.6}], "scene": "",
+              "measures": {}, "analyzer": "heuristic", "model": None}  # fmt: skip
+    # Fixed analysis rows: the review page shows whatever the analyzer wrote; its judgement is not tested here.
+    with Run.open(run) as r, r.store.transaction() as conn:
+        for (item_id,) in conn.execute("SELECT id FROM items").fetchall():
+            conn.execute(
+                "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
+                " VALUES (?, 'analyze', '', 'done', ?, ?)",
+                (item_id, dumps({"report": report, "prompt": f"Remove the haze of {item_id}."}), now()),
+            )
+    synth(run)
+    qc(run, overrides=["qc.report=false", "qc.workers=1"])
+    return run
+
+
+def add_variant(run: Path, variant: str, rows: list[dict]) -> list[str]:
+    """A second generator whose QC rows are written by hand (verdict, reasons, metrics per pair), so the
+    filter tests know exactly what each query must return. Its HQ files are copies of the LQ files."""
+    with Run.open(run) as r, r.store.transaction() as conn:
+        items = conn.execute("SELECT id, lq_path FROM items ORDER BY id").fetchall()
+        ids = [row[0] for row in items]
+        for (item_id, lq_rel), spec in zip(items, rows, strict=False):
+            rel = f"hq/{variant}/{item_id}.png"
+            (run / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(run / lq_rel, run / rel)
+            conn.execute(
+                "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
+                " VALUES (?, 'synth', ?, 'done', ?, ?)",
+                (item_id, variant, dumps({"hq_path": rel}), now()),
+            )
+            result = {"verdict": spec["verdict"], "reasons": spec.get("reasons", []), "category": "haze",
+                      "metrics": spec.get("metrics", {}), "judge": None}  # fmt: skip
+            conn.execute(
+                "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
+                " VALUES (?, 'qc', ?, 'done', ?, ?)",
+                (item_id, variant, dumps(result), now()),
+            )
+            conn.execute(
+                "INSERT INTO decisions(item_id, variant, reviewer, decision, reasons, created_at)"
+                " VALUES (?, ?, 'policy', ?, ?, ?)",
+                (item_id, variant, spec["verdict"], dumps(spec.get("reasons", [])), now()),
+            )
+    return ids[: len(rows)]
+
+
+class LiveServer:
+    """uvicorn serving an app in a thread on a free loopback port (the socket is bound first: no race)."""
+
+    def __init__(self, app: object) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Inherited by accepted sockets: without it a response's header and body writes meet Nagle.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
