@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from ggt.analyze.heuristic import HeuristicAnalyzer, HeuristicConfig
 from ggt.analyze.prompts import build_prompt
 from ggt.analyze.report import DegradationReport
 from ggt.config import AnalyzeConfig
-from ggt.execute.local import Outcome, bounded_map, pending_items, record_outcomes
+from ggt.execute.local import Outcome, bounded_map, item_outcome, pending_items, record_outcomes
 from ggt.imaging import ImageDecodeError, read_image
 from ggt.progress import ProgressFn
 from ggt.store import Run
@@ -49,25 +48,11 @@ def heuristic_report(img: Any, cfg: AnalyzeConfig) -> tuple[DegradationReport, s
 
 
 def _analyze_file(item_id: str, path: str, cfg: AnalyzeConfig) -> Outcome:
-    started = time.time()
-    if not Path(path).exists():
-        return Outcome(
-            item_id=item_id, status="failed", reason="missing_file", started_at=started,
-            message=f"{path} is missing (removed behind the store's back?); re-ingest the source",
-        )  # fmt: skip
-    try:
+    def work() -> dict[str, Any]:
         report, prompt = heuristic_report(read_image(path), cfg)
-    except ImageDecodeError as exc:
-        return Outcome(
-            item_id=item_id, status="failed", reason=exc.reason, message=exc.args[0], started_at=started
-        )
-    except Exception as exc:  # one bad item must not end the run; its reason is recorded
-        return Outcome(
-            item_id=item_id, status="failed", reason="unexpected", message=f"{type(exc).__name__}: {exc}",
-            started_at=started,
-        )  # fmt: skip
-    result = {"report": report.model_dump(mode="json"), "prompt": prompt, "prompting": cfg.prompting}
-    return Outcome(item_id=item_id, result=result, started_at=started, ended_at=time.time())
+        return {"report": report.model_dump(mode="json"), "prompt": prompt, "prompting": cfg.prompting}
+
+    return item_outcome(item_id, work, paths=(path,))
 
 
 def analyze(

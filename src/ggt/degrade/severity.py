@@ -43,27 +43,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import get_args
 
 import numpy as np
 
-SEVERITY_KEYS: tuple[str, ...] = (
-    "noise",
-    "blur",
-    "motion_blur",
-    "jpeg",
-    "low_resolution",
-    "haze",
-    "rain",
-    "snow",
-    "low_light",
-    "color_cast",
-    "fading",
-    "sepia",
-    "film_grain",
-    "scratches",
-    "dust",
-    "oversharpening",
-)
+from ggt.analyze.report import DegradationType
+
+# The simulator labels with the same names the analyzers report, so labels and reports compare directly.
+SEVERITY_KEYS: tuple[str, ...] = get_args(DegradationType)
 
 # Physical scales behind the table above.
 NOISE_SIGMA_FULL = 50.0 / 255.0

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
@@ -53,6 +54,35 @@ class Outcome(BaseModel):
     message: str | None = None
     started_at: float = Field(default_factory=time.time)
     ended_at: float | None = None
+
+
+def item_outcome(item_id: str, work: Callable[[], dict[str, Any]], paths: tuple[str, ...] = ()) -> Outcome:
+    """Run one item's work in a worker; every failure becomes a failed Outcome with a stable reason.
+
+    One bad item must never end a 100K-item run: decode errors keep their own reason, a file removed
+    behind the store's back is `missing_file`, other I/O is `unreadable`, anything else `unexpected`.
+    """
+    from ggt.imaging import ImageDecodeError
+
+    started = time.time()
+
+    def failed(reason: str, message: str) -> Outcome:
+        return Outcome(item_id=item_id, status="failed", reason=reason, message=message, started_at=started)
+
+    for path in paths:
+        if not Path(path).exists():
+            return failed("missing_file", f"{path} is missing (removed behind the store's back?)")
+    try:
+        result = work()
+    except ImageDecodeError as exc:
+        return failed(exc.reason, exc.args[0])
+    except OSError as exc:
+        return failed(
+            "unreadable", f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": ")
+        )
+    except Exception as exc:
+        return failed("unexpected", f"{type(exc).__name__}: {exc}")
+    return Outcome(item_id=item_id, result=result, started_at=started, ended_at=time.time())
 
 
 def record_outcomes(store: RunStore, stage: str, variant: str, outcomes: list[Outcome]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from ggt.analyze.report import DegradationReport
 from ggt.config import ConfigError, Price, SynthConfig
-from ggt.execute.local import Outcome, bounded_map, record_outcomes
+from ggt.execute.local import Outcome, bounded_map, item_outcome, record_outcomes
 from ggt.fsutil import write_bytes_atomic
 from ggt.imaging import ImageDecodeError, decode_image, encode_image, read_image, to_float
 from ggt.progress import ProgressFn
@@ -141,32 +140,22 @@ def synth(
 def _restore_local(
     item_id: str, lq_path: str, analysis: str, root: str, hq_rel: str, cfg: SynthConfig
 ) -> Outcome:
-    from ggt.generate import create_generator
+    def work() -> dict[str, Any]:
+        from ggt.generate import create_generator
 
-    started = time.time()
-    try:
         lq = read_image(lq_path)
         report = DegradationReport.model_validate(json.loads(analysis)["report"])
-        gen = create_generator(cfg.generator, **cfg.options)
-        hq, info = gen.restore(lq, report)
+        hq, info = create_generator(cfg.generator, **cfg.options).restore(lq, report)
         if report.category in cfg.color_transfer:
             from ggt.generate.geometry import color_transfer
 
             hq = color_transfer(hq, lq)
             info["color_transfer"] = True
         write_bytes_atomic(Path(root) / hq_rel, encode_image(hq, "png"))
-    except ImageDecodeError as exc:
-        return Outcome(
-            item_id=item_id, status="failed", reason=exc.reason, message=exc.args[0], started_at=started
-        )
-    except Exception as exc:  # one bad item must not end the run; its reason is recorded
-        return Outcome(
-            item_id=item_id, status="failed", reason="unexpected", message=f"{type(exc).__name__}: {exc}",
-            started_at=started,
-        )  # fmt: skip
-    h, w = hq.shape[:2]
-    result = {"hq_path": hq_rel, "size": [w, h], "generator": cfg.generator, "model": cfg.model, **info}
-    return Outcome(item_id=item_id, result=result, started_at=started, ended_at=time.time())
+        size = [int(hq.shape[1]), int(hq.shape[0])]
+        return {"hq_path": hq_rel, "size": size, "generator": cfg.generator, "model": cfg.model, **info}
+
+    return item_outcome(item_id, work, paths=(lq_path,))
 
 
 def _run_local(

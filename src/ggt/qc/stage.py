@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ggt.config import ConfigError, QCConfig
-from ggt.execute.local import Outcome, bounded_map, record_outcomes
+from ggt.execute.local import Outcome, bounded_map, item_outcome, record_outcomes
 from ggt.imaging import ImageDecodeError, read_image
 from ggt.progress import ProgressFn
 from ggt.qc.judge import JUDGE_KEYS, JudgeAnswer, heuristic_judge, judge_instruction, judge_values
@@ -76,25 +76,12 @@ class QCSummary(BaseModel):
 
 
 def _metrics_pair(item_id: str, lq_path: str, hq_path: str, names: list[str] | None) -> Outcome:
-    started = time.time()
-    try:
+    def work() -> dict[str, Any]:
         lq, hq = read_image(lq_path), read_image(hq_path)
         values, errors = measure_pair(lq, hq, names)
-    except ImageDecodeError as exc:
-        return Outcome(
-            item_id=item_id, status="failed", reason=exc.reason, message=exc.args[0], started_at=started
-        )
-    except OSError as exc:
-        return Outcome(
-            item_id=item_id, status="failed", reason="unreadable", message=str(exc), started_at=started
-        )
-    except Exception as exc:  # one bad pair must not end the run; its reason is recorded
-        return Outcome(
-            item_id=item_id, status="failed", reason="unexpected", message=f"{type(exc).__name__}: {exc}",
-            started_at=started,
-        )  # fmt: skip
-    result = {"metrics": values, "errors": errors, "size": [int(lq.shape[1]), int(lq.shape[0])]}
-    return Outcome(item_id=item_id, result=result, started_at=started, ended_at=time.time())
+        return {"metrics": values, "errors": errors, "size": [int(lq.shape[1]), int(lq.shape[0])]}
+
+    return item_outcome(item_id, work)
 
 
 def _pairs(r: Run, variant: str) -> list[Any]:
