@@ -1,6 +1,10 @@
 """Re-fit the analyzer's decision model (`heuristic_model.json`) from rendered training material.
 
-    python -m ggt.analyze.fit [--seeds 12] [--jobs 2] [--cache /tmp/ggt-analyzer-fit.npz]
+    python -m ggt.analyze.fit [--seeds 32] [--jobs 2] [--cache /tmp/ggt-analyzer-fit.json]
+
+Renders the training material (~15 min on two cores for 32 seeds; cached as JSON at --cache, and
+reused from there: several caches may be given, e.g. two halves rendered with --first-seed 0 and 16),
+then fits and writes `heuristic_model.json`. Seeded: the same seeds give the same material and fit.
 
 Training material, TUNE photos only (astronaut, camera, chelsea, coins, brick, grass, page, rocket) at
 random crops and scales, training seeds 0..seeds-1 (the benchmark measures on seeds 1000 and up and
@@ -13,9 +17,11 @@ on the held-out photos, which this script never opens):
 - the independent renderers of `ggt.analyze.calibration`: whole scenes and single degradations.
 
 What is fitted (numpy + scipy + scikit-learn at fit time; inference in `model.py` is numpy only):
-a feature transform (log of heavy-tailed measures, standardisation), a small multilayer perceptron
-for the scene category, and per severity key a small perceptron regressor followed by an isotonic
-(monotone, piecewise-linear) calibration onto the simulator's physical severity scale.
+a feature transform (log of heavy-tailed measures, standardisation), a 32-unit perceptron for the
+scene category with a logit offset for `clean` chosen on out-of-photo (GroupKFold by photo)
+predictions, and per severity key a 16-unit perceptron regressor (noise: the noise estimate alone)
+followed by an isotonic (monotone, piecewise-linear) calibration onto the simulator's physical
+severity scale. Seeds 16 and up also turn and re-tone the photos (`_retone`), to widen the clean class.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ TUNE = ("astronaut", "camera", "chelsea", "coins", "brick", "grass", "page", "ro
 CATEGORIES = ("clean", "social_media", "old_photo", "rain", "snow", "haze", "low_light")
 SEVERITY_KEYS = ("noise", "blur", "jpeg", "haze", "low_light")
 MODEL_PATH = Path(__file__).with_name("heuristic_model.json")
+PLAIN_SEEDS = 16
 # Single steps below the lower bound look clean to a person, above the upper bound they are a
 # degraded (shared, re-compressed) photo; in between the label is a matter of taste, so such samples
 # train the severities but not the category.
@@ -60,8 +67,9 @@ def _photo(name: str) -> np.ndarray:
     return load_photo(name).astype(np.float32) / 255.0
 
 
-def _variant(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random crop, sometimes area-downscaled: the same scene at another framing and resolution."""
+def _variant(img: np.ndarray, rng: np.random.Generator, retone: bool) -> np.ndarray:
+    """A random crop, sometimes area-downscaled: the same scene at another framing and resolution;
+    with `retone`, also turned by a multiple of 90 degrees and often re-toned (`_retone`)."""
     h, w = img.shape[:2]
     f = float(rng.uniform(0.5, 1.0))
     ch, cw = max(96, int(h * f)), max(96, int(w * f))
@@ -71,7 +79,26 @@ def _variant(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.uniform() < 0.35:
         s = float(rng.uniform(0.5, 0.95))
         out = cv2.resize(out, (max(64, round(cw * s)), max(64, round(ch * s))), interpolation=cv2.INTER_AREA)
+    if retone:
+        out = np.rot90(out, int(rng.integers(4)))
+        if rng.uniform() < 0.6:
+            out = _retone(out, rng)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _retone(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Another clean scene from the same photo: a different tone curve, contrast and colourfulness.
+
+    Eight tune photos are few scenes; without this, "clean" is learnt as "looks like one of these
+    eight" and any new scene that is darker, flatter or greyer than them reads as degraded. The ranges
+    stay within what a well-exposed photo shows (no lifted blacks, no crushed range)."""
+    out = np.power(np.clip(img, 0, 1), float(rng.uniform(0.75, 1.35)))
+    mean = float(out.mean())
+    out = mean + (out - mean) * float(rng.uniform(0.85, 1.2))
+    grey = out.mean(axis=2, keepdims=True)
+    sat = 0.0 if rng.uniform() < 0.2 else float(rng.uniform(0.4, 1.3))
+    out = grey + (out - grey) * sat
+    return np.clip(out, 0, 1).astype(np.float32)
 
 
 def _clean_like(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -176,26 +203,28 @@ def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
         )
 
     rng = np.random.default_rng([seed, index, 11])
+    # The first PLAIN_SEEDS seeds show the photos as shipped; later seeds also re-tone them.
+    retone = seed >= PLAIN_SEEDS
     zero = dict.fromkeys(SEVERITY_KEYS, 0.0)
     for _ in range(2):
-        img = _variant(photo, rng)
+        img = _variant(photo, rng, retone)
         add("clean", "clean", img, dict(zero))
         add("clean", "clean", _clean_like(img, rng), dict(zero))
-    img = _variant(photo, rng)
+    img = _variant(photo, rng, retone)
     for preset in CATEGORIES[1:]:
         res = apply_preset(img, preset, seed=seed * 1000 + index)
         # Whole-preset labels are kept only where they are what the photo shows (see the benchmark
         # notes: social_media's noise and blur are labelled before a downscale removes them).
         t = {k: float(res.severity.get(k, 0.0)) for k in ("haze", "low_light")}
         add("sim", preset, res.image, t)
-    img = _variant(photo, rng)
+    img = _variant(photo, rng, retone)
     for c, cat in enumerate(CATEGORIES[1:]):
         out, _ = calibration.scene(img, cat, np.random.default_rng([seed, index, c, 11]))
         add("own", cat, out, {})
     for k, key in enumerate(SEVERITY_KEYS):
         for rep in range(2):
             srng = np.random.default_rng([seed, index, k, rep, 11])
-            img = _variant(photo, srng)
+            img = _variant(photo, srng, retone)
             res = apply_pipeline(img, [sim_step(key, srng)], seed=int(srng.integers(2**31)))
             sev = min(1.0, float(res.severity.get(key, 0.0)))
             t = dict(zero)
@@ -248,39 +277,74 @@ def _matrix(model: AnalyzerModel, rows: list[dict[str, Any]]) -> np.ndarray:
     return np.stack([model.features(r["m"]) for r in rows])
 
 
+# Chosen by leave-photos-out CV on the tune photos (4 folds of 2 photos): a linear model reached 0.69
+# top-1, this perceptron 0.73, both with the clean offset below.
 CLASSIFIER_HIDDEN = (32,)
-CLASSIFIER_ALPHA = 1.0
+CLASSIFIER_ALPHA = 3.0
 REGRESSOR_HIDDEN = (16,)
 REGRESSOR_ALPHA = 1.0
+# The clean class is the least diverse (eight scenes), so a new clean scene falls out of it more often
+# than a degraded photo falls into it: a logit offset for `clean`, chosen on out-of-photo predictions
+# (`_clean_offset`).
+# Capped: larger offsets (e^2 ~ 7x prior odds) overrode plain evidence on tune photos, such as a
+# downscaled q 23 JPEG or a fully toned print read as clean.
+MAX_CLEAN_OFFSET = 2.0
+SINGLE_MEASURE = {"noise": "noise_sigma"}
+MAX_ITER = 1500  # L-BFGS iterations of every perceptron fit
 
 
 def fit_classifier(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
+    """One-hidden-layer perceptron, classes balanced (clean and social_media have more samples)."""
     from sklearn.neural_network import MLPClassifier
 
-    # Balanced classes: clean and social_media have more samples than each weather category.
     counts = {c: int((y == c).sum()) for c in set(y)}
     w = np.array([len(y) / (len(counts) * counts[c]) for c in y])
     clf = MLPClassifier(
-        CLASSIFIER_HIDDEN,
+        hidden_layer_sizes=CLASSIFIER_HIDDEN,
         activation="tanh",
         alpha=CLASSIFIER_ALPHA,
         solver="lbfgs",
-        max_iter=3000,
+        max_iter=MAX_ITER,
         random_state=seed,
     )
-    clf.fit(x, y, sample_weight=w)
-    return clf
+    return clf.fit(x, y, sample_weight=w)
+
+
+def _logits(clf: Any, x: np.ndarray) -> np.ndarray:
+    """Log-probabilities in CATEGORIES order (softmax logits up to a constant)."""
+    order = [list(clf.classes_).index(c) for c in CATEGORIES]
+    return np.log(clf.predict_proba(x)[:, order] + 1e-12)
+
+
+def _balanced_accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    pred = np.array(CATEGORIES)[logits.argmax(1)]
+    return float(np.mean([np.mean(pred[y == c] == c) for c in CATEGORIES if np.any(y == c)]))
+
+
+def _clean_offset(logits: np.ndarray, y: np.ndarray) -> float:
+    """The offset that best balances the two goals: clean photos called clean (target 0.9) and
+    degraded photos given their category (target 0.85), as the worse of the two ratios to target."""
+    best, best_off = -1.0, 0.0
+    clean = y == "clean"
+    for off in np.arange(0.0, MAX_CLEAN_OFFSET + 1e-9, 0.25):
+        z = logits.copy()
+        z[:, 0] += off
+        pred = np.array(CATEGORIES)[z.argmax(1)]
+        score = min(np.mean(pred[clean] == "clean") / 0.9, np.mean(pred[~clean] == y[~clean]) / 0.85)
+        if score > best + 1e-4:
+            best, best_off = score, round(float(off), 2)
+    return best_off
 
 
 def fit_regressor(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
     from sklearn.neural_network import MLPRegressor
 
     reg = MLPRegressor(
-        REGRESSOR_HIDDEN,
+        hidden_layer_sizes=REGRESSOR_HIDDEN,
         activation="tanh",
         alpha=REGRESSOR_ALPHA,
         solver="lbfgs",
-        max_iter=3000,
+        max_iter=MAX_ITER,
         random_state=seed,
     )
     reg.fit(x, y)
@@ -314,16 +378,42 @@ def fit_all(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     lab = [r for r in rows if r["cat"] is not None]
     x = _matrix(model, lab)
     y = np.array([r["cat"] for r in lab])
+    groups = np.array([r["photo"] for r in lab])
+    oof = np.zeros((len(y), len(CATEGORIES)))
+    for tr, te in GroupKFold(4).split(x, y, groups):
+        oof[te] = _logits(fit_classifier(x[tr], y[tr], seed), x[te])
+    offset = _clean_offset(oof, y)
     clf = fit_classifier(x, y, seed)
     order = [list(clf.classes_).index(c) for c in CATEGORIES]
+    bias = clf.intercepts_[-1][order].copy()
+    bias[0] += offset
     coefs = [*clf.coefs_[:-1], clf.coefs_[-1][:, order]]
-    inter = [*clf.intercepts_[:-1], clf.intercepts_[-1][order]]
-    params["classifier"]["layers"] = _layers(coefs, inter)
+    params["classifier"]["layers"] = _layers(coefs, [*clf.intercepts_[:-1], bias])
+    params["classifier"]["clean_offset"] = offset
+    z = oof.copy()
+    z[:, 0] += offset
+    pred = np.array(CATEGORIES)[z.argmax(1)]
+    params["classifier"]["cv"] = {
+        "accuracy": round(float(np.mean(pred == y)), 4),
+        "clean_rate": round(float(np.mean(pred[y == "clean"] == "clean")), 4),
+        "degraded_accuracy": round(float(np.mean(pred[y != "clean"] == y[y != "clean"])), 4),
+        "balanced_accuracy": round(_balanced_accuracy(z, y), 4),
+    }
+    print(f"classifier (leave-photos-out CV): {params['classifier']['cv']}", file=sys.stderr)
     for key in SEVERITY_KEYS:
         sub = [r for r in rows if key in r["t"]]
         xs = _matrix(model, sub)
         ys = np.array([r["t"][key] for r in sub])
         groups = np.array([r["photo"] for r in sub])
+        if key in SINGLE_MEASURE:
+            # On leave-photos-out CV the regressor ranked noise no better than the Immerkaer estimate
+            # alone (Spearman 0.88 vs 0.87 simulator steps, 0.90 vs 0.94 independent renderers), and a
+            # first benchmark run showed it worse on new scenes (it learns the tune photos' texture):
+            # noise keeps its estimator, calibrated.
+            raw = np.array([r["m"][SINGLE_MEASURE[key]] for r in sub])
+            cx, cy = _calibration(raw, ys)
+            params["severity"][key] = {"measure": SINGLE_MEASURE[key], "calib_x": cx, "calib_y": cy}
+            continue
         # The calibration is fitted on out-of-photo predictions, as the model will see new photos.
         oof = np.zeros_like(ys)
         for tr, te in GroupKFold(4).split(xs, ys, groups):
@@ -339,25 +429,28 @@ def fit_all(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     return params
 
 
-def generate(seeds: int, jobs: int) -> list[dict[str, Any]]:
-    work = [(n, i, s) for s in range(seeds) for i, n in enumerate(TUNE)]
+def generate(seeds: int, jobs: int, first: int = 0) -> list[dict[str, Any]]:
+    work = [(n, i, s) for s in range(first, first + seeds) for i, n in enumerate(TUNE)]
     with ProcessPoolExecutor(jobs) as pool:
         return [r for chunk in pool.map(_job, work) for r in chunk]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, default=12)
+    ap.add_argument("--seeds", type=int, default=32)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/ggt-analyzer-fit.json"))
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, nargs="+", default=[Path("/tmp/ggt-analyzer-fit.json")])
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
     args = ap.parse_args(argv)
-    if args.cache.exists():
-        rows = json.loads(args.cache.read_text())
+    # Rendering is the slow part (~15 min on two cores for 32 seeds): it is cached, and may be split
+    # over several caches (`--first-seed 0 --seeds 16 --cache a.json`, then 16/16/b.json, then both).
+    if all(c.exists() for c in args.cache):
+        rows = [r for c in args.cache for r in json.loads(c.read_text())]
     else:
         t0 = time.time()
-        rows = generate(args.seeds, args.jobs)
-        args.cache.write_text(json.dumps(rows))
+        rows = generate(args.seeds, args.jobs, args.first_seed)
+        args.cache[0].write_text(json.dumps(rows))
         print(f"rendered {len(rows)} samples in {time.time() - t0:.0f} s", file=sys.stderr)
     model = fit_all(rows, seed=0)
     args.out.write_text(json.dumps(model, separators=(",", ":")) + "\n")

@@ -127,7 +127,7 @@ def severities(m: dict[str, float]) -> dict[str, float]:
     # JPEG blocks and noise shift the blur estimate, dark content reads as under-exposure). The blur
     # regressor saw isotropic blur only, so the motion split above keeps its own isotropic part.
     model = load_model()
-    learned = model.severities(model.features(m))
+    learned = model.severities(model.features(m), m)
     for key, value in learned.items():
         if key == "blur" and sev["motion_blur"] > 0:
             continue

@@ -9,8 +9,8 @@ measures cannot untangle; the same reason BRISQUE fits a regressor on its featur
 Pipeline: engineered features from the measure dict -> per-feature log (heavy-tailed measures) and
 standardisation, clipped so that a photo unlike any training photo cannot push one feature to an
 extreme -> a one-hidden-layer perceptron with softmax for the category; per severity key a small
-perceptron regressor, then a monotone piecewise-linear calibration onto the physical severity scale of
-`ggt.degrade.severity`.
+perceptron regressor (noise: the Immerkaer estimate alone, which ranks best on unseen scenes), then a
+monotone piecewise-linear calibration onto the physical severity scale of `ggt.degrade.severity`.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class AnalyzerModel:
     def features(self, m: dict[str, float]) -> np.ndarray:
         raw = raw_features(m)
         x = np.array([raw.get(n, 0.0) for n in self.names], dtype=np.float64)
-        x = np.where(self.log, np.log(np.maximum(x, 0.0) + self.offset), x)
+        x[self.log] = np.log(np.maximum(x[self.log], 0.0) + self.offset[self.log])
         return np.clip((x - self.mean) / self.std, -_CLIP_Z, _CLIP_Z)
 
     def category_probabilities(self, z: np.ndarray) -> dict[str, float]:
@@ -89,10 +89,15 @@ class AnalyzerModel:
         p /= p.sum()
         return {k: float(v) for k, v in zip(self.categories, p, strict=True)}
 
-    def severities(self, z: np.ndarray) -> dict[str, float]:
+    def severities(self, z: np.ndarray, m: dict[str, float]) -> dict[str, float]:
+        """Severities from the features `z` of the measures `m`: a regressor's output, or for keys
+        whose own estimator ranks best alone (noise), that measure, then the monotone calibration."""
         out: dict[str, float] = {}
         for key, reg in self.params["severity"].items():
-            raw = float(mlp_forward(reg["layers"], z, reg["activation"])[0])
+            if "measure" in reg:
+                raw = float(m.get(reg["measure"], 0.0))
+            else:
+                raw = float(mlp_forward(reg["layers"], z, reg["activation"])[0])
             out[key] = float(np.clip(np.interp(raw, reg["calib_x"], reg["calib_y"]), 0.0, 1.0))
         return out
 
