@@ -500,6 +500,53 @@ def demo(
     out.print(f"run folder: {result.run}  (next: ggt status --run {result.run} --errors)")
 
 
+bench_app = typer.Typer(help="Benchmarks: which generator makes the best ground truth.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("generators")
+def bench_generators_cmd(
+    images: Annotated[Path, typer.Option("--images", help="LQ test photos (subfolders name the category)")],
+    generator: Annotated[
+        list[str],
+        typer.Option(
+            "--generator", help="NAME or NAME:MODEL, repeatable, e.g. gemini:gemini-2.5-flash-image"
+        ),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="output folder (runs, leaderboards, plots, report.json)")
+    ],
+    prompting: Annotated[str, typer.Option(help="fixed, adaptive or both")] = "adaptive",
+    judge: Annotated[str, typer.Option(help="pairwise judge (heuristic only so far)")] = "heuristic",
+    references: Annotated[
+        Path | None, typer.Option(help="clean images named like the LQ photos, for full-reference metrics")
+    ] = None,
+    budget: Annotated[float | None, typer.Option(help="USD cap per backend and prompting run")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="estimate the cost; call no generator")] = False,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run generators x prompting modes on the photos and rank them (leaderboard, plots, image grid)."""
+    from ggt.bench import bench_generators
+
+    with _errors(), _progress("bench", enabled=not (as_json or dry_run)) as progress:
+        s = bench_generators(images, generator, prompting, judge=judge, out=out_dir, references=references,
+                             budget=budget, dry_run=dry_run, overrides=set_, progress=progress)  # fmt: skip
+    if as_json:
+        _print_json(s.model_dump(mode="json"))
+        return
+    est = "unknown" if s.estimated_usd is None else f"${s.estimated_usd:,.2f}"
+    if s.dry_run:
+        out.print(f"dry run: {len(s.contestants)} contestants on {s.images} images; estimated cost {est}")
+        return
+    for rank, c in enumerate(s.categories.get("all", []), 1):
+        bt = "-" if c.bt is None else f"{c.bt:+.2f} [{c.bt_lo:+.2f}, {c.bt_hi:+.2f}]"
+        out.print(f"{rank}. {c.name}: BT {bt}, {c.done} images", highlight=False)
+    for note in s.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    out.print(f"leaderboard: {s.files.get('leaderboard.html', s.out)}")
+
+
 def main() -> None:
     app()
 

@@ -75,8 +75,7 @@ def test_severity_ranks_strength(key: str, make, photo_crop) -> None:  # type: i
 
 
 def test_fit_is_reproducible_on_synthetic_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("sklearn")
-    from ggt.analyze import fit
+    from ggt.analyze import fit  # fitting needs scikit-learn, part of the dev extra
     from ggt.analyze.fit import CATEGORIES, SEVERITY_KEYS, TUNE, fit_all
 
     monkeypatch.setattr(fit, "MAX_ITER", 20)  # the code path, not a converged model

@@ -152,8 +152,7 @@ def test_full_flow_ingest_analyze_synth_qc(tmp_path: Path) -> None:
     one = ["ingest.workers=1", "analyze.workers=1", "synth.workers=1", "qc.workers=1"]
     ingest([src], run, category="rain", overrides=one)
     a = analyze(run, overrides=one)
-    if a.failed:  # analyze is another stage's business; this test is about qc consuming its results
-        pytest.skip(f"analyze failed upstream: {a.failures[0].message}")
+    assert a.failed == 0, a.failures
     assert synth(run, overrides=one).done == 1
     s = qc(run, overrides=one)
     v = s.variants["classical"]

@@ -1,0 +1,391 @@
+"""`ggt bench generators`: which generator makes the best ground truth for a set of LQ test photos.
+
+Every generator x prompting mode ("contestant") runs through the ordinary stages, so cache, budget,
+resume and dry-run behave exactly as in `ggt synth`: one run folder per prompting mode under
+`out/runs/MODE`, the images ingested and analysed (with that mode) once, then `synth` per generator.
+Each output is then scored with the QC metrics, the judge and, where clean references exist,
+full-reference metrics; the judge also compares every pair of contestants on every image, and
+Bradley-Terry scores summarise those games.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from ggt.config import ConfigError
+from ggt.imaging import read_image
+from ggt.progress import ProgressFn
+from ggt.store import Run
+
+Prompting = Literal["fixed", "adaptive", "both"]
+SEED = 0
+N_BOOT = 1000
+N_BOOT_BT = 200
+# Margins below which the heuristic pairwise judge treats two outputs as equal on a criterion (`prefer`).
+JUDGE_TIE = 0.02
+FIDELITY_TIE = 1e-3
+REF_TIE = 1e-3
+REF_METRICS = ("psnr", "ssim", "ms_ssim")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+# The leaderboard's columns: key -> lower is better. Realism (no-reference, of the HQ), fidelity to the
+# LQ, alignment, colour drift, the judge, and full-reference scores against clean references.
+LEADERBOARD_METRICS: dict[str, bool] = {
+    "niqe.hq": True,
+    "brisque.hq": True,
+    "fidelity": False,
+    "misalign.shift_px": True,
+    "drift.de_mean": True,
+    "local_mismatch.worst": True,
+    "judge.mean": False,
+    "ref.psnr": False,
+    "ref.ssim": False,
+    "ref.ms_ssim": False,
+}
+
+
+class MetricStat(BaseModel):
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+
+class ContestantResult(BaseModel):
+    name: str  # "VARIANT" for one prompting mode, "VARIANT@MODE" for both
+    generator: str
+    model: str | None = None
+    variant: str
+    prompting: str
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    estimated_usd: float | None = None
+    spent_usd: float = 0.0
+    cost_per_image_usd: float | None = None
+    median_latency_s: float | None = None
+    metrics: dict[str, MetricStat] = Field(default_factory=dict)
+    win_rate: float | None = None
+    games: int = 0
+    bt: float | None = None
+    bt_lo: float | None = None
+    bt_hi: float | None = None
+
+
+class BenchSummary(BaseModel):
+    out: str
+    runs: dict[str, str] = Field(default_factory=dict)  # prompting mode -> run folder
+    images: int = 0
+    judge: str = "heuristic"
+    dry_run: bool = False
+    estimated_usd: float | None = None
+    calls: int = 0
+    cache_hits: int = 0
+    contestants: list[ContestantResult] = Field(default_factory=list)  # in run order (mode, generator)
+    # "all" and each category -> its leaderboard, best Bradley-Terry score first
+    categories: dict[str, list[ContestantResult]] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+def parse_generator(spec: str) -> tuple[str, str | None]:
+    """'NAME' or 'NAME:MODEL' -> (name, model)."""
+    name, _, model = spec.partition(":")
+    if not name:
+        raise ConfigError(f"--generator {spec!r}: expected NAME or NAME:MODEL")
+    return name, (model or None)
+
+
+def _modes(prompting: str) -> list[str]:
+    if prompting == "both":
+        return ["fixed", "adaptive"]
+    if prompting in ("fixed", "adaptive"):
+        return [prompting]
+    raise ConfigError(f"--prompting {prompting!r}: choose fixed, adaptive or both")
+
+
+def _finite(x: Any) -> float:
+    return float(x) if x is not None and math.isfinite(float(x)) else math.nan
+
+
+def _measure(
+    lq: np.ndarray, hq: np.ndarray, ref: np.ndarray | None, category: str | None
+) -> dict[str, float]:
+    """QC metrics of one output (each metric alone: one that cannot measure a small image is NaN, not
+    fatal), the heuristic judge's scores, and full-reference metrics against the clean reference."""
+    from ggt.qc.judge import heuristic_judge, judge_values
+    from ggt.qc.metrics import compute_all, create_metric, default_metric_names
+    from ggt.qc.metrics._image import resize_to
+
+    m: dict[str, float] = {}
+    for name in default_metric_names():
+        try:
+            m.update(compute_all(lq, hq, [name]))
+        except ValueError:
+            continue
+    judged = judge_values(heuristic_judge(m, category))
+    m.update(judged)
+    m["judge.mean"] = float(np.mean([judged[f"judge.{k}"] for k in _checklist()]))
+    if ref is not None:
+        if hq.shape != ref.shape:
+            hq = resize_to(hq.astype(np.float32, copy=False), (ref.shape[1], ref.shape[0]))
+        for name in REF_METRICS:
+            try:
+                m[f"ref.{name}"] = float(create_metric(name)(ref, hq))  # type: ignore[arg-type]
+            except ValueError:
+                m[f"ref.{name}"] = math.nan
+    return m
+
+
+def _checklist() -> list[str]:
+    from ggt.qc.judge import CHECKLIST
+
+    return list(CHECKLIST)
+
+
+def prefer(a: dict[str, float], b: dict[str, float]) -> float:
+    """The heuristic judge's pairwise call: 1.0 when `a` is the better target, 0.0 when `b`, 0.5 a tie.
+
+    Score-based, so it has no position bias, but it is still asked in both orders like a VLM judge (the
+    two answers are averaged) so every kind of judge feeds the same games to Bradley-Terry. In order:
+    - with a clean reference for the photo, the SSIM to it (beyond REF_TIE): the truth, where known;
+    - the judge's checklist mean (beyond JUDGE_TIE): it sees only LQ and HQ, so it cannot tell a true
+      restoration from a timid one, which is why the reference comes first;
+    - the LQ-HQ fidelity (beyond FIDELITY_TIE), since the checklist's ramps saturate at 1;
+    - else a tie.
+    """
+    for key, margin in (("ref.ssim", REF_TIE), ("judge.mean", JUDGE_TIE), ("fidelity", FIDELITY_TIE)):
+        x, y = _finite(a.get(key)), _finite(b.get(key))
+        if math.isfinite(x) and math.isfinite(y) and abs(x - y) > margin:
+            return 1.0 if x > y else 0.0
+    return 0.5
+
+
+def _find_reference(references: Path | None, source_name: str) -> Path | None:
+    """The clean image named like the LQ's source file: same name first, else same stem, any format."""
+    if references is None:
+        return None
+    exact = references / source_name
+    if exact.is_file():
+        return exact
+    stem = Path(source_name).stem
+    for ext in IMAGE_EXTS:
+        cand = references / f"{stem}{ext}"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _forget_generator_settings(run: Path) -> None:
+    """Drop the previous generator's model and options from the run's saved config.
+
+    A run's config.yaml accumulates every stage's settings (provenance), so without this the second
+    generator would inherit the first one's model and options; backend options are typed models that
+    forbid each other's fields, so a classical call after a Gemini one would fail on `base_url`.
+    """
+    import yaml
+
+    from ggt.fsutil import write_bytes_atomic
+
+    path = run / "config.yaml"
+    if not path.is_file():
+        return
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    synth_cfg = data.get("synth") or {}
+    had_model = synth_cfg.pop("model", None) is not None
+    had_options = bool(synth_cfg.pop("options", None))
+    if had_model or had_options:
+        write_bytes_atomic(path, yaml.safe_dump(data, sort_keys=False).encode("utf-8"))
+
+
+def _overrides_for(generator: str, overrides: list[str] | None) -> list[str]:
+    """The overrides one generator gets: `synth.options.*` only reaches API generators, since one bench
+    mixes backends and the local ones reject unknown options (e.g. an API `base_url`)."""
+    from ggt.generate import GENERATORS
+
+    extra = list(overrides or [])
+    if generator in GENERATORS:
+        extra = [o for o in extra if not o.strip().startswith("synth.options.")]
+    return extra
+
+
+def _cost_and_latency(r: Run, name: str, model: str | None, variant: str) -> tuple[float, float | None]:
+    """Spent dollars (store's `costs`) and the median latency of successful calls (`attempts`)."""
+    usd = float(
+        r.store.scalar(
+            "SELECT COALESCE(SUM(usd), 0) FROM costs WHERE stage = 'synth' AND backend = ? AND model IS ?",
+            (name, model),
+        )
+    )
+    rows = r.store.query(
+        "SELECT ended_at - started_at AS s FROM attempts WHERE stage = 'synth' AND variant = ? AND ok = 1"
+        " AND ended_at IS NOT NULL",
+        (variant,),
+    )
+    lat = [float(row["s"]) for row in rows]
+    return usd, (statistics.median(lat) if lat else None)
+
+
+def bench_generators(
+    images: Path,
+    generators: list[str],
+    prompting: Prompting | str = "adaptive",
+    judge: str = "heuristic",
+    out: Path = Path("bench"),
+    references: Path | None = None,
+    budget: float | None = None,
+    dry_run: bool = False,
+    overrides: list[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> BenchSummary:
+    """Run every generator x prompting mode on every image, score the outputs, write the leaderboard.
+
+    `budget` is passed to each `synth` call, where it caps the run's spending on that backend in all.
+    Resumable: a rerun does only the work not yet recorded, and pays for nothing already cached.
+    """
+    from ggt.analyze.stage import analyze
+    from ggt.generate.stage import synth, variant_name
+    from ggt.ingest import ingest
+
+    if not generators:
+        raise ConfigError("bench needs at least one --generator")
+    if judge != "heuristic":
+        # A VLM pairwise judge (two HQs side by side, both orders) is not built yet.
+        raise ConfigError(f"--judge {judge!r}: the benchmark supports only the heuristic judge so far")
+    specs = [parse_generator(g) for g in generators]
+    variants = [variant_name(n, m) for n, m in specs]
+    if len(set(variants)) != len(variants):
+        raise ConfigError("the same generator is named twice")
+    modes = _modes(prompting)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = BenchSummary(out=str(out), judge=judge, dry_run=dry_run)
+    contestants: list[ContestantResult] = []
+    per_output: dict[tuple[int, str], dict[str, float]] = {}  # (contestant, item id) -> metrics
+    items: dict[str, dict[str, Any]] = {}  # item id -> source name, category, lq path, reference
+    prompts: dict[str, dict[str, str]] = {}
+    hq_paths: dict[tuple[int, str], Path] = {}
+    for mode in modes:
+        run = out / "runs" / mode
+        summary.runs[mode] = str(run)
+        ingest([Path(images)], run, overrides=overrides)
+        analyze(run, overrides=[*(overrides or []), f"analyze.prompting={mode}"])
+        for (name, model), variant in zip(specs, variants, strict=True):
+            _forget_generator_settings(run)
+            s = synth(run, generator=name, model=model, budget=budget, dry_run=dry_run,
+                      overrides=_overrides_for(name, overrides), progress=progress)  # fmt: skip
+            c = ContestantResult(
+                name=variant if len(modes) == 1 else f"{variant}@{mode}", generator=name, model=model,
+                variant=variant, prompting=mode, done=s.done + s.already_done, failed=s.failed,
+                pending=s.pending, calls=s.calls, cache_hits=s.cache_hits, estimated_usd=s.estimated_usd,
+            )  # fmt: skip
+            summary.notes += [f"{c.name}: {n}" for n in s.notes]
+            contestants.append(c)
+        with Run.open(run) as r:
+            rows = r.store.query(
+                "SELECT i.id, i.source_name, i.category, i.lq_path, a.result FROM items i JOIN stage_results a"
+                " ON a.item_id = i.id AND a.stage = 'analyze' AND a.status = 'done' ORDER BY i.source_name"
+            )
+            prompts[mode] = {}
+            for row in rows:
+                analysis = json.loads(row["result"])
+                category = row["category"]
+                if category in ("unknown", "", None):
+                    category = analysis.get("report", {}).get("category") or "unknown"
+                items.setdefault(row["id"], {
+                    "source_name": row["source_name"], "category": category, "lq": run / row["lq_path"],
+                    "reference": _find_reference(references, row["source_name"]),
+                })  # fmt: skip
+                prompts[mode][row["source_name"]] = analysis.get("prompt", "")
+            for ci, c in enumerate(contestants):
+                if c.prompting != mode:
+                    continue
+                c.spent_usd, c.median_latency_s = _cost_and_latency(r, c.generator, c.model, c.variant)
+                if c.done:
+                    c.cost_per_image_usd = c.spent_usd / c.done
+                if dry_run:
+                    continue
+                for row in r.store.query(
+                    "SELECT item_id, result FROM stage_results WHERE stage = 'synth' AND variant = ?"
+                    " AND status = 'done'",
+                    (c.variant,),
+                ):
+                    hq_paths[(ci, row["item_id"])] = run / json.loads(row["result"])["hq_path"]
+    summary.images = len(items)
+    summary.calls = sum(c.calls for c in contestants)
+    summary.cache_hits = sum(c.cache_hits for c in contestants)
+    est = [c.estimated_usd for c in contestants]
+    summary.estimated_usd = None if any(e is None for e in est) else float(sum(e or 0.0 for e in est))
+    summary.contestants = contestants
+    if references is not None:
+        missing = sum(1 for it in items.values() if it["reference"] is None)
+        if missing:
+            summary.notes.append(f"{missing} images have no clean reference in {references}")
+    if dry_run:
+        from ggt.bench.report import write_report_json
+
+        summary.files["report.json"] = str(write_report_json(out, summary, specs, prompts, overrides))
+        return summary
+
+    ids = sorted(items, key=lambda i: items[i]["source_name"])
+    lqs = {i: read_image(items[i]["lq"]) for i in ids}
+    refs = {i: read_image(items[i]["reference"]) for i in ids if items[i]["reference"] is not None}
+    for (ci, item_id), path in sorted(hq_paths.items()):
+        per_output[(ci, item_id)] = _measure(
+            lqs[item_id], read_image(path), refs.get(item_id), items[item_id]["category"]
+        )
+    summary.categories = _leaderboards(contestants, ids, items, per_output)
+    from ggt.bench.report import write_all
+
+    summary.files = write_all(out, summary, specs, prompts, overrides, items, ids, hq_paths, per_output)
+    return summary
+
+
+def _leaderboards(
+    contestants: list[ContestantResult],
+    ids: list[str],
+    items: dict[str, dict[str, Any]],
+    per_output: dict[tuple[int, str], dict[str, float]],
+) -> dict[str, list[ContestantResult]]:
+    """Fill the overall board into `contestants` and return one board per category (plus 'all')."""
+    from ggt.bench.stats import bootstrap_mean, bt_with_ci
+
+    boards: dict[str, list[ContestantResult]] = {}
+    cats = sorted({items[i]["category"] for i in ids})
+    for cat in ["all", *cats]:
+        subset = [i for i in ids if cat == "all" or items[i]["category"] == cat]
+        board = contestants if cat == "all" else [c.model_copy(deep=True) for c in contestants]
+        for ci, c in enumerate(board):
+            c.metrics = {}
+            for key in LEADERBOARD_METRICS:
+                vals = [per_output[(ci, i)].get(key, math.nan) for i in subset if (ci, i) in per_output]
+                mean, lo, hi = bootstrap_mean(vals, N_BOOT, SEED)
+                if math.isfinite(mean):
+                    n = sum(1 for v in vals if math.isfinite(v))
+                    c.metrics[key] = MetricStat(mean=mean, lo=lo, hi=hi, n=n)
+        # Games: every image with outputs from both contestants, asked in both orders (averaged).
+        games: list[tuple[int, int, int, float]] = []
+        for m, item_id in enumerate(subset):
+            for a, b in combinations(range(len(board)), 2):
+                if (a, item_id) in per_output and (b, item_id) in per_output:
+                    x, y = per_output[(a, item_id)], per_output[(b, item_id)]
+                    games.append((m, a, b, (prefer(x, y) + (1.0 - prefer(y, x))) / 2.0))
+        est, lo, hi = bt_with_ci(games, len(board), len(subset), N_BOOT_BT, SEED)
+        for ci, c in enumerate(board):
+            mine = [g for g in games if ci in (g[1], g[2])]
+            c.games = len(mine)
+            won = sum(g[3] if g[1] == ci else 1.0 - g[3] for g in mine)
+            c.win_rate = won / len(mine) if mine else None
+            c.bt, c.bt_lo, c.bt_hi = (float(est[ci]), float(lo[ci]), float(hi[ci])) if mine else (None,) * 3
+        boards[cat] = sorted(board, key=lambda c: -(c.bt if c.bt is not None else -math.inf))
+    return boards
