@@ -14,7 +14,7 @@ image). See docs/qc-metrics.md for every metric, its conventions and timings.
 """
 
 # Importing the modules registers their metrics.
-from ggt.qc.metrics import align, brisque, classic, colour, niqe, nr, structure  # noqa: F401
+from ggt.qc.metrics import align, brisque, classic, colour, niqe, nr, pyiqa_adapter, structure  # noqa: F401
 from ggt.qc.metrics.base import METRICS, Metric, MetricUnavailableError, create_metric, list_metrics
 from ggt.qc.metrics.compute import compute_all, default_metric_names, improvement
 from ggt.qc.metrics.structure import MismatchResult, local_mismatch
