@@ -2,7 +2,7 @@
 
 Two kinds, both chosen by name from a registry:
 
-- local generators (``classical``): typed ``Options`` and ``restore(img, report) -> (image, info)``, run on
+- local generators (``classical``, ``diffusers``): typed ``Options`` and ``restore(img, report) -> (image, info)``, run on
   the process pool::
 
       gen = create_generator("classical", strength=0.8)
@@ -22,8 +22,10 @@ from importlib import import_module
 from typing import Any
 
 from ggt.generate.classical import ClassicalGenerator, ClassicalOptions
+from ggt.generate.diffusers_gen import DiffusersGenerator
 
-GENERATORS: dict[str, type[ClassicalGenerator]] = {"classical": ClassicalGenerator}
+# Local generators: `restore(img, report[, prompt]) -> (image, info)`, run in the process pool.
+GENERATORS: dict[str, type[Any]] = {"classical": ClassicalGenerator, "diffusers": DiffusersGenerator}
 
 API_GENERATORS: dict[str, str] = {
     "gemini": "ggt.generate.gemini:GeminiGenerator",
@@ -40,7 +42,7 @@ def _unknown(type: str) -> ValueError:
     return ValueError(f"unknown generator {type!r}; valid generators: {', '.join(available_generators())}")
 
 
-def create_generator(type: str, **kwargs: Any) -> ClassicalGenerator:
+def create_generator(type: str, **kwargs: Any) -> Any:
     """A local generator by registry name, its options validated from ``kwargs``."""
     try:
         cls = GENERATORS[type]

@@ -8,6 +8,7 @@ row is committed, and ends at the LQ's framing.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 from collections import deque
@@ -146,8 +147,14 @@ def _restore_local(
         from ggt.generate import create_generator
 
         lq = read_image(lq_path)
-        report = DegradationReport.model_validate(json.loads(analysis)["report"])
-        hq, info = create_generator(cfg.generator, **cfg.options).restore(lq, report)
+        stored = json.loads(analysis)
+        report = DegradationReport.model_validate(stored["report"])
+        gen = create_generator(cfg.generator, **cfg.options)
+        # Prompt-driven local models (diffusers) get the item's prompt; operator chains need only the report.
+        takes_prompt = "prompt" in inspect.signature(gen.restore).parameters
+        hq, info = (
+            gen.restore(lq, report, prompt=stored["prompt"]) if takes_prompt else gen.restore(lq, report)
+        )
         if report.category in cfg.color_transfer:
             from ggt.generate.geometry import color_transfer
 
