@@ -205,7 +205,8 @@ class GGTConfig(Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem, each naming the file (or other source) and the dotted key."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(root)"
@@ -267,7 +268,7 @@ def validate_config(data: dict[str, Any], source: str) -> GGTConfig:
     try:
         return GGTConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source)) from None
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> GGTConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -127,6 +128,16 @@ def _rain_layer(h: int, w: int, layer: RainLayer, rng: np.random.Generator) -> n
     return np.clip(streaks, 0.0, 1.0) * np.float32(layer.opacity)
 
 
+def _screen_layers(h: int, w: int, layers: tuple[Any, ...], seed: int | None, render: Any) -> np.ndarray:
+    """Opacity of several precipitation layers screened onto each other, drawn from the primitive's seed."""
+    assert seed is not None
+    rng = child_rng(seed)
+    total = np.zeros((h, w), np.float32)
+    for layer in layers:
+        total = 1.0 - (1.0 - total) * (1.0 - render(h, w, layer, rng))
+    return total
+
+
 @register
 class Rain(Primitive):
     """Rain: streak layers screen-blended over the photo, then a fog veil of opacity ``veil``.
@@ -143,13 +154,7 @@ class Rain(Primitive):
     seed: int | None = None
 
     def opacity_map(self, h: int, w: int) -> np.ndarray:
-        assert self.seed is not None
-        rng = child_rng(self.seed)
-        total = np.zeros((h, w), np.float32)
-        for layer in self.layers:
-            o = _rain_layer(h, w, layer, rng)
-            total = 1.0 - (1.0 - total) * (1.0 - o)  # layers screen onto each other
-        return total
+        return _screen_layers(h, w, self.layers, self.seed, _rain_layer)
 
     def _run(self, img: np.ndarray) -> tuple[np.ndarray, Stats, Stats]:
         h, w = img.shape[:2]
@@ -212,13 +217,7 @@ class Snow(Primitive):
     seed: int | None = None
 
     def opacity_map(self, h: int, w: int) -> np.ndarray:
-        assert self.seed is not None
-        rng = child_rng(self.seed)
-        total = np.zeros((h, w), np.float32)
-        for layer in self.layers:
-            o = _snow_layer(h, w, layer, rng)
-            total = 1.0 - (1.0 - total) * (1.0 - o)
-        return total
+        return _screen_layers(h, w, self.layers, self.seed, _snow_layer)
 
     def _run(self, img: np.ndarray) -> tuple[np.ndarray, Stats, Stats]:
         h, w = img.shape[:2]

@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ggt import CATEGORIES
+from ggt.config import format_validation_error
 
 Verdict = Literal["keep", "reject", "review"]
 Action = Literal["reject", "review"]
@@ -197,17 +198,6 @@ class Policy(BaseModel):
         return Decision(verdict=verdict, reasons=reasons)
 
 
-def _format(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{loc}'")
-        else:
-            lines.append(f"{source}: key '{loc}': {err['msg']}")
-    return "\n".join(lines)
-
-
 def known_metric(key: str) -> bool:
     """Whether `key` can come from compute_all or the judge: its first part is a registered metric."""
     from ggt.qc.metrics import METRICS
@@ -222,7 +212,7 @@ def policy_from_dict(data: Any, source: str = "<memory>") -> Policy:
     try:
         policy = Policy.model_validate({**data, "source": source})
     except ValidationError as exc:
-        raise PolicyError(_format(exc, source)) from None
+        raise PolicyError(format_validation_error(exc, source)) from None
     for r in policy.rules:
         for c in r.conditions:
             if not known_metric(c.key):
