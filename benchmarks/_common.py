@@ -17,6 +17,13 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     mem = psutil.virtual_memory().total / 2**30
     return f"{platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 from scipy.stats import spearmanr
 
+from _common import machine
 from ggt.analyze import calibration
 from ggt.analyze.heuristic import HeuristicAnalyzer, category_scores, severities
 from ggt.analyze.measures import compute_measures
@@ -274,18 +274,6 @@ def _speed(repeats: int = 7) -> float:
     return statistics.median(times)
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
 def _table(conf: dict[str, dict[str, int]]) -> list[str]:
     head = "| true \\ predicted | " + " | ".join(CATEGORIES) + " | accuracy |"
     lines = [head, "|" + "---|" * (len(CATEGORIES) + 2)]
@@ -317,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     say = md.append
     say("## Heuristic analyzer accuracy\n")
     say(
-        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {_machine()}; "
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}; "
         f"`python benchmarks/bench_analyze.py --seeds {args.seeds}` ({len(rows)} images, {elapsed:.0f} s).\n"
     )
     say(f"Tune photos (the decision model is fitted on these only, seeds 0-31): {', '.join(TUNE)}.  ")
