@@ -29,7 +29,7 @@ $(VENV)/.core-installed: pyproject.toml | $(PY)
 # ones and put the contrib build back.
 $(VENV)/.all-installed: pyproject.toml | $(PY)
 	$(PIP) torch==2.14.1 torchvision==0.29.1
-	$(PIP) -e '.[dev,iqa,diffusers]'
+	$(PIP) -e '.[dev,iqa,diffusers,train,finetune,ray]'
 	$(PY) -m pip uninstall -q -y opencv-python opencv-python-headless
 	$(PIP) --force-reinstall --no-deps "$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -i '^opencv-contrib-python-headless==')"
 	$(PY) -c "import cv2; cv2.quality.QualityBRISQUE_compute; cv2.ximgproc.guidedFilter"
