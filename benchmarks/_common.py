@@ -9,6 +9,7 @@ import platform
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -77,3 +78,49 @@ def record(section: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block
     DOCS.write_text(text, encoding="utf-8")
+
+
+def _serve_gemini(url_q: Any, stop: Any, answer_png: bytes, latency_s: float) -> None:
+    import base64
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from fixtures.stubs.server import Fault, Reply, StubServer, gemini_reply
+
+    # The stub shares the machine's cores with what is measured, so it does as little as a server can: no
+    # decoding of uploads, one pre-serialised answer. Its CPU is measured and reported all the same.
+    part = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(answer_png).decode("ascii")}}
+    body = json.dumps(gemini_reply([part], model="bench", usage=(1290, 1290))).encode()
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    with StubServer() as stub:
+        stub.decode_images = False
+        stub.set_responder(lambda req: Reply(200, body, dict(headers)))
+        stub.set_fault_rate(1.0, [Fault("slow", delay_s=latency_s)])
+        url_q.put(stub.url)
+        c0 = time.process_time()
+        stop.wait()
+        times = sorted(r.received_at for r in stub.requests if r.route == "gemini.generate")
+        url_q.put({"calls": len(times), "cpu_s": time.process_time() - c0, "times": times})
+
+
+class GeminiStubProcess:
+    """The loopback Gemini stub in its own process, answering every call with `answer_png` after
+    `latency_s`; `url` while running, and after `stop()`: calls, the stub's CPU seconds, request times."""
+
+    def __init__(self, answer_png: bytes, latency_s: float) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._q, self._stop = ctx.Queue(), ctx.Event()
+        self._proc = ctx.Process(
+            target=_serve_gemini, args=(self._q, self._stop, answer_png, latency_s), daemon=True
+        )
+        self._proc.start()
+        self.url: str = self._q.get(timeout=60)
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        out = self._q.get(timeout=60)
+        self._proc.join(timeout=10)
+        return out

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import statistics
 import sys
@@ -64,51 +65,66 @@ NOT_PRISTINE = {
 
 NOTES = """### How to read these numbers
 
-- **Split.** The decision model is fitted (`python -m ggt.analyze.fit`, seeded) on the eight tune
-  photos only, seeds 0-31 (16-31 also turned and re-toned), at random crops and scales: clean
-  variants (as shipped, q 90-97 JPEG, mild bilateral denoise, downscale), the six simulator presets,
-  single simulator primitives with random parameters, and the independent renderers' scenes and
-  single steps. The held-out photos and seeds 1000+ are never rendered by the fit. Before the model,
-  hand thresholds had been set looking at the tune photos, and two generic measure flaws
-  (muted-brown sepia, snow needing a lit background) were fixed after a look at held-out failures;
-  those measures are model inputs, so the held-out photos are not perfectly unseen by the measures,
-  but the fit has never seen them. Two choices were informed by a benchmark run: noise severity
-  uses the noise estimator alone (a regressor ranked it worse on held-out photos, 0.66 vs 0.92), and
-  the classifier moved from logistic regression to a perceptron (chosen by tune-photo CV, 0.69 vs
-  0.73 top-1, after a held-out run of the logistic model: 0.70 top-1, clean rate 0.75).
+- **Split.** The decision model is fitted (`python -m ggt.analyze.fit`, seeded; commands below) on
+  training photos only: the eight scikit-image tune photos (seeds 0-31, 16-31 also turned and
+  re-toned) and five photos other installed packages ship (china, flower, grace_hopper, ihc, cell;
+  seeds 12-19), at random crops and scales. Material: clean variants (as shipped, OpenCV and Pillow
+  JPEG/WebP at q 88-98, mild denoise or sharpening, resizes, tone edits), the six simulator presets,
+  single simulator primitives with random parameters, the independent renderers of
+  `ggt.analyze.calibration` (scenes and single steps) and the Pillow/scikit-image renderers of
+  `ggt.analyze.altrender`. The held-out photos, seeds 1000+ and this benchmark's `other` degraders are
+  never rendered by the fit. Model choices (perceptron size and L2 penalty, the evidence gates, the
+  clean offset) were made by leave-photos-out cross-validation on the training photos, not on this
+  benchmark. Caveats: the measures' hand thresholds were set looking at tune photos, and two generic
+  measure flaws (muted-brown sepia, snow needing a lit background) were fixed after a look at held-out
+  failures by an earlier session; this benchmark was also run on earlier models (numbers below), so
+  the held-out photos are not perfectly unseen.
+- **Reproducing the model.** `python -m ggt.analyze.fit --parts base --first-seed 0 --seeds 16
+  --render-only --cache A.json`, the same with `--first-seed 16 ... --cache B.json`, then
+  `--parts extra alt --first-seed 12 --seeds 8 --render-only --cache C.json`, and
+  `python -m ggt.analyze.fit --cache A.json B.json C.json` fits and writes `heuristic_model.json`
+  (rows are seeded per photo and seed, so the split into caches does not change them).
 - **Decision model.** Measures -> engineered features (log of heavy-tailed measures, z-scores clipped
-  at 6) -> a 32-unit perceptron for the category, with a logit offset for `clean` chosen on
-  out-of-photo predictions of the tune photos; per severity key (noise, blur, JPEG, haze, low light)
-  a 16-unit perceptron regressor then an isotonic, piecewise-linear calibration onto the physical
-  scale of `ggt.degrade.severity` (noise sigma / (50/255), blur sigma / 4 px, (95 - q) / 85,
-  1 - mean transmission, stops / 5). Other severities keep their direct measure mappings.
-  The clean logit offset is capped at 2.0 (`fit.MAX_CLEAN_OFFSET`): the fit's criterion (worse of
-  clean rate / 0.9 and degraded accuracy / 0.85 on out-of-photo CV) ran to its first cap, 4.0, which
-  made the analyzer call a q 23 JPEG and a fully toned print of a tune photo clean. The cap was set
-  from those tune-photo cases before the held-out run at 4.0 was read; that run gave held-out top-1
-  0.721 (sim) / 0.814 (own), clean rate 0.536.
-- **Clean photos are the weak point.** Eight tune photos are eight scenes; a new scene that is
-  darker, flatter, greyer or more textured than all of them is read as degraded. Re-toned copies of
-  the tune photos widen the clean class but do not replace scene diversity. Held out, the clean
-  errors are almost all `old_photo`: a cup of coffee (warm, brown, muted), the Hubble deep field
-  (near-black with faint colour) and the moon look like toned or faded prints to these measures.
-  The non-pristine photos (listed above) are kept in every number; only the second clean rate leaves
-  them out. The goals (clean rate 0.9, top-1 0.85 held out) are not met; see the numbers above.
+  at 6) -> a 32-unit perceptron (L2 alpha 100) for the category; per severity key (noise, blur, JPEG,
+  haze, low light) a 16-unit perceptron regressor then an isotonic, piecewise-linear calibration onto
+  the physical scale of `ggt.degrade.severity` (noise sigma / (50/255), blur sigma / 4 px,
+  (95 - q) / 85, 1 - mean transmission, stops / 5). Other severities keep their direct measure
+  mappings. The decision: the most probable category, with a logit offset for `clean`, among those
+  whose **evidence gate** passes: a degraded category needs one of its own degradations
+  (`model.EVIDENCE`: e.g. old_photo: sepia, fading, scratches, dust, grain, cast; rain: rain) at the
+  least severity fitted for it; otherwise the next category is tried, `clean` last. The offset
+  (capped at 2.0, `fit.MAX_CLEAN_OFFSET`) and the six gates are chosen together on out-of-photo
+  predictions to maximise the worse of (clean rate / 0.9) and (degraded accuracy / 0.85). The gates
+  are what moved the clean rate: a new scene that resembles a category (warm and brown like a print,
+  dark like a night shot) without showing any of its degradations stays clean.
+- **Where the goals stand (held-out photos, seeds 1000-1002).** Clean rate 0.679 (goal 0.9; 0.750
+  without the non-pristine moon and text), top-1 accuracy 0.733 on simulator presets, 0.802 on the
+  calibration renderers, 0.843 on this benchmark's `other` degraders (goal 0.85); single-step Spearman
+  0.83-0.93 for the five keys (goal 0.8, met). Leave-photos-out CV on the 13 training photos gave
+  clean 0.84 / degraded 0.79 for the shipped decision rule (`classifier.cv` in the model file).
+- **Known misses.** Clean: `hubble_deep_field` (near-black with faint colour and a 3.8/255 noise
+  floor: old_photo's evidence passes) and `moon` (a blocky, faded JPEG as shipped). Degraded: the
+  simulator's `rain` preset is often too faint for the rain measure's evidence gate (0.4, chosen by CV)
+  and goes to clean or social_media; `realesrgan` has no category. The gates made the analyzer more
+  reluctant on small or mild inputs: a q 23 JPEG shrunk to 140 px and a faded full-sepia crop are
+  scored clean (both xfail in tests/analyze/test_heuristic.py). Real photos: a dusk street shot that
+  the phone exposed to mid-grey is not low light to these measures (0.03), and a backlit sunset reads
+  as haze. A veto of `clean` on strong evidence was tried in CV and cost more clean photos than it
+  saved degraded ones (clean 0.84 -> 0.63-0.77).
 - **Whole-preset severities are not what a photo shows.** The simulator labels each degradation with
   the strength of the step that applied it, before later steps: `social_media` adds noise and blur and
   then downscales by 0.25-0.8 and recompresses, which removes most of both; its `jpeg` label is the
   worst of several rounds, most at a reduced size that is then upscaled (the 8x8 grid is gone). No
   no-reference measure can recover those labels, hence the low whole-preset correlations for noise,
   blur and JPEG. The single-step table is the measure of whether each estimator ranks its degradation.
-- **own_step haze and low light rank poorly (0.45, 0.33 held out)** because those renderers'
-  severities are not physical: haze's is a scattering coefficient over four different depth maps
-  (the same beta gives very different mean transmission), low light's mixes a stops family and a
-  gamma-curve family on one axis. The simulator's labels (1 - mean transmission, stops / 5) are the
-  physical scale the analyzer reports on.
-- **Before the fitted model** (hand thresholds on single measures, same benchmark, seeds 1000-1002):
-  held-out top-1 accuracy 0.581 (sim) and 0.692 (own), clean rate 0.357; single-step Spearman on
-  held-out photos, sim_step: noise 0.92, blur 0.70, JPEG 0.65, haze 0.81, low light 0.82; own_step:
-  0.96, 0.56, 0.63, 0.47, 0.54; 223 ms per 1024x1024 photo.
+- **own_step haze and low light rank lower** because those renderers' severities are not physical:
+  haze's is a scattering coefficient over four different depth maps (the same beta gives very
+  different mean transmission), low light's mixes a stops family and a gamma-curve family on one
+  axis. The simulator's labels (1 - mean transmission, stops / 5) are the physical scale the analyzer
+  reports on.
+- **Earlier models, same benchmark (seeds 1000-1002), held-out photos:** hand thresholds on single
+  measures: top-1 0.581 (sim) / 0.692 (own), clean rate 0.357; first fitted model (8 tune photos, no
+  gates, clean offset 2.0): top-1 0.738 (sim) / 0.808 (own), clean rate 0.464.
 - **Speed** is the whole `HeuristicAnalyzer.analyze` call, measures included. Noise and JPEG are
   measured on a full-resolution 512 px centre crop, blur at up to 768 px, structure (rain, snow,
   scratches, dust) at 512 px, global appearance (exposure, colour, haze) at 256 px.
@@ -173,6 +189,157 @@ def _sim_step(key: str, rng: np.random.Generator) -> Any:
     raise ValueError(key)
 
 
+# ------------------------------------------------------------------------------ "other code" check set
+# Degradations written here, apart from the simulator (`ggt.degrade`), the calibration renderers and
+# the fit's Pillow-first renderers (`ggt.analyze.altrender`): scipy.ndimage and OpenCV building blocks
+# with a camera-pipeline flavour (noise in linear light, chroma blotches, wavelength-dependent haze,
+# a sepia colour matrix, curved scratches). The analyzer's fit never sees any of it.
+
+
+def _srgb_lin(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def _lin_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0, 1)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def _cv_codec(img: np.ndarray, ext: str, q: int) -> np.ndarray:
+    flag = cv2.IMWRITE_WEBP_QUALITY if ext == ".webp" else cv2.IMWRITE_JPEG_QUALITY
+    u8 = cv2.cvtColor((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    _, enc = cv2.imencode(ext, u8, [flag, q])
+    return cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+def _other_social(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    h, w = img.shape[:2]
+    if rng.uniform() < 0.7:  # spline downscale (and sometimes back up)
+        f = float(rng.uniform(0.3, 0.7))
+        img = ndi.zoom(img, (f, f, 1), order=int(rng.choice([1, 3])), mode="nearest")
+        if rng.uniform() < 0.5:
+            img = ndi.zoom(img, (h / img.shape[0], w / img.shape[1], 1), order=1, mode="nearest")
+    if rng.uniform() < 0.5:  # phone-like noise: fine luminance grain plus blotchy chroma noise
+        lum = rng.normal(0, rng.uniform(0.01, 0.05), img.shape[:2])
+        chroma = ndi.gaussian_filter(rng.normal(0, rng.uniform(0.02, 0.06), img.shape), (2, 2, 0))
+        img = img + lum[..., None] + chroma
+    for _ in range(int(rng.integers(1, 3))):
+        img = _cv_codec(img, ".webp" if rng.uniform() < 0.5 else ".jpg", int(rng.integers(8, 40)))
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _other_old(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    h, w = img.shape[:2]
+    sepia = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
+    k = float(rng.uniform(0.5, 1.0))
+    out = img * (1 - k) + np.clip(img @ sepia.T, 0, 1) * k
+    lo, hi = float(rng.uniform(0.08, 0.25)), float(rng.uniform(0.75, 0.92))
+    out = lo + (hi - lo) * out  # faded: lifted blacks, dimmed whites
+    paper = ndi.gaussian_filter(rng.normal(0, 1, (h, w)), max(h, w) / 30)
+    out = out * (1 + 0.08 * paper / (paper.std() + 1e-6))[..., None]
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((yy - h / 2) / h, (xx - w / 2) / w)
+    out = out * (1 - float(rng.uniform(0.2, 0.6)) * r**2)[..., None]  # vignette
+    for _ in range(int(rng.integers(1, 6))):  # curved scratches
+        x0, amp, per = rng.uniform(0, w), rng.uniform(2, 15), rng.uniform(0.5, 3) * h
+        ys = np.arange(h)
+        xs = np.clip((x0 + amp * np.sin(2 * np.pi * ys / per)).astype(int), 0, w - 1)
+        out[ys, xs] = float(rng.uniform(0.8, 1.0))
+    if rng.uniform() < 0.7:
+        out = out + rng.normal(0, rng.uniform(0.01, 0.04), (h, w))[..., None]
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def _other_rain(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    h, w = img.shape[:2]
+    angle = float(rng.uniform(-25, 25))
+    pad = int(0.3 * max(h, w))
+    field = (rng.uniform(0, 1, (h + 2 * pad, w + 2 * pad)) < rng.uniform(0.003, 0.015)).astype(np.float32)
+    field = ndi.rotate(field, angle, reshape=False, order=1)
+    field = ndi.uniform_filter1d(
+        field, int(rng.integers(15, 45)), axis=0
+    )  # vertical streaks, then turned back
+    field = ndi.rotate(field, -angle, reshape=False, order=1)[pad : pad + h, pad : pad + w]
+    field = field / (field.max() + 1e-6)
+    out = img * float(rng.uniform(0.7, 0.9)) + 0.08 + float(rng.uniform(0.4, 0.8)) * field[..., None]
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def _other_snow(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    h, w = img.shape[:2]
+    out = img * 0.85 + 0.1
+    for sigma, rate in ((0.7, 0.004), (1.8, 0.0008)):
+        flakes = (rng.uniform(0, 1, (h, w)) < rate * rng.uniform(0.5, 2)).astype(np.float32)
+        flakes = ndi.gaussian_filter(flakes, sigma * max(1.0, max(h, w) / 600))
+        flakes = np.clip(flakes / (flakes.max() + 1e-6) * 1.6, 0, 1)
+        out = out + (1 - out) * flakes[..., None]
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def _other_haze(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    h, w = img.shape[:2]
+    lum = ndi.gaussian_filter(img.mean(axis=2), max(h, w) / 15)
+    ramp = np.linspace(1, 0, h)[:, None]
+    depth = 0.5 * ramp + 0.5 * (lum - lum.min()) / (np.ptp(lum) + 1e-6)
+    beta = float(rng.uniform(1.0, 3.0)) * np.array([0.85, 0.95, 1.1])  # blue scatters more
+    t = np.exp(-beta * (0.3 + 0.7 * depth)[..., None])
+    airlight = float(rng.uniform(0.75, 0.95)) * np.array([0.96, 0.98, 1.0])
+    out = _lin_srgb(_srgb_lin(img) * t + _srgb_lin(airlight) * (1 - t))
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def _other_low_light(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    lin = _srgb_lin(img) * 2.0 ** -float(rng.uniform(2.0, 5.0))  # exposure in linear light
+    photons = float(rng.uniform(300, 3000))  # full-well photons: shot noise then read noise
+    lin = rng.poisson(lin * photons) / photons + rng.normal(0, rng.uniform(0.0005, 0.003), lin.shape)
+    out = _lin_srgb(lin * np.array([1.0, 0.95, 0.8]) ** float(rng.uniform(0, 1)))  # tungsten white balance
+    return _cv_codec(np.clip(out, 0, 1), ".jpg", int(rng.integers(70, 95)))
+
+
+OTHER = {
+    "social_media": _other_social,
+    "old_photo": _other_old,
+    "rain": _other_rain,
+    "snow": _other_snow,
+    "haze": _other_haze,
+    "low_light": _other_low_light,
+}
+# Photos other packages ship that show a real (not simulated) condition, or a real clean scene:
+# pyiqa's test images (a night street, a snowy highway, a sunset beach and a garden) and the
+# motion-blurred `clock` of scikit-image. Named by what a person sees in them.
+REAL_PHOTOS = {
+    "pyiqa night street": ("tests/test_efficiency_img_dir/SPAQ_10241.jpg", "low_light"),
+    "pyiqa snowy highway": ("tests/test_efficiency_img_dir/frame_9ogwhvvy7gfj6jzh.jpg", "snow"),
+    "pyiqa sunset beach": ("tests/test_efficiency_img_dir/frame_7gzdcz9sif0ekg31.jpg", "clean"),
+    "pyiqa garden": ("tests/test_efficiency_img_dir/frame_4wrwr48cdk6rbcjl.jpg", "clean"),
+}
+
+
+def _real_photos(an: HeuristicAnalyzer) -> list[tuple[str, str, Any]]:
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    out = []
+    for name, (rel, expect) in REAL_PHOTOS.items():
+        img = cv2.imread(str(site / rel), cv2.IMREAD_COLOR)
+        if img is not None:
+            rep = an.analyze(cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255)
+            out.append((name, expect, rep))
+    rep = an.analyze(_photo("clock"))
+    out.append(("scikit-image clock (motion-blurred)", "motion_blur", rep))
+    return out
+
+
 _OWN_STEP = {
     "noise": calibration.add_noise,
     "blur": calibration.add_blur,
@@ -193,19 +360,7 @@ def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
 
     def add(src: str, cat: str, out: np.ndarray, applied: dict[str, float]) -> None:
         m = compute_measures(out)
-        sev = severities(m)
-        rows.append(
-            {
-                "photo": name,
-                "src": src,
-                "cat": cat,
-                "seed": seed,
-                "applied": applied,
-                "sev": sev,
-                "scores": category_scores(sev, m),
-                "m": m,
-            }
-        )
+        rows.append({"photo": name, "src": src, "cat": cat, "seed": seed, "applied": applied, "m": m})
 
     rng = np.random.default_rng([seed, index, 7])
     # Photos with a real degradation are not clean material; they are reported on their own.
@@ -219,6 +374,8 @@ def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
     for c, cat in enumerate(CATEGORIES[1:]):
         out, applied = calibration.scene(img, cat, np.random.default_rng([seed, index, c]))
         add("own", cat, out, applied)
+    for c, (cat, fn) in enumerate(OTHER.items()):
+        add("other", cat, fn(img, np.random.default_rng([seed, index, c, 99])), {})
     # Single-step sweeps: one degradation alone, so the applied severity is what the photo shows.
     from ggt.degrade import apply_pipeline
 
@@ -235,8 +392,8 @@ def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
 def _confusion(rows: list[dict[str, Any]], analyzer: HeuristicAnalyzer) -> dict[str, dict[str, int]]:
     conf: dict[str, dict[str, int]] = {c: dict.fromkeys(CATEGORIES, 0) for c in (*CATEGORIES, "realesrgan")}
     for r in rows:
-        if r["src"] in ("sim", "own", "clean"):
-            conf[r["cat"]][analyzer._category(r["scores"])] += 1
+        if r["src"] in ("sim", "own", "other", "clean"):
+            conf[r["cat"]][analyzer._category(r["scores"], r["sev"])] += 1
     return conf
 
 
@@ -259,6 +416,18 @@ def _spearman(rows: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
         if len(a) >= 8 and np.ptp(a[:, 1]) > 0:
             out[k] = (float(spearmanr(a[:, 0], a[:, 1])[0]), len(a))
     return out
+
+
+def _baseline(repeats: int = 7) -> float:
+    """A fixed reference workload timed in the same run, so a loaded machine shows in both numbers."""
+    x = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    np.fft.rfft2(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.fft.rfft2(x)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def _speed(repeats: int = 7) -> float:
@@ -291,35 +460,62 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="measure seeds per photo (from 1000)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=Path("docs/analyzer-accuracy.md"))
+    ap.add_argument(
+        "--measures-cache",
+        type=Path,
+        help="JSON of the rendered images' measures: written if missing, else read (skips rendering; "
+        "the decision model is applied afresh either way)",
+    )
     args = ap.parse_args(argv)
 
     jobs = [(n, i, SEED0 + s) for i, n in enumerate(PHOTO_NAMES) for s in range(args.seeds)]
     t0 = time.time()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        rows = [r for chunk in pool.map(_job, jobs) for r in chunk]
+    cached = bool(args.measures_cache and args.measures_cache.exists())
+    if args.measures_cache and cached:
+        rows = json.loads(args.measures_cache.read_text())
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = [r for chunk in pool.map(_job, jobs) for r in chunk]
+        if args.measures_cache:
+            args.measures_cache.write_text(json.dumps(rows))
+    for r in rows:  # the decision model, applied here so that a measures cache is model-independent
+        r["sev"] = severities(r["m"])
+        r["scores"] = category_scores(r["sev"], r["m"])
     elapsed = time.time() - t0
     an = HeuristicAnalyzer()
     speed = _speed()
+    base = _baseline()
 
     md: list[str] = []
     say = md.append
     say("## Heuristic analyzer accuracy\n")
     say(
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}; "
-        f"`python benchmarks/bench_analyze.py --seeds {args.seeds}` ({len(rows)} images, {elapsed:.0f} s).\n"
+        f"`python benchmarks/bench_analyze.py --seeds {args.seeds}` ({len(rows)} images, "
+        + (
+            "measures read from a `--measures-cache` written by an earlier run of this script"
+            if cached
+            else f"{elapsed:.0f} s"
+        )
+        + ").\n"
     )
-    say(f"Tune photos (the decision model is fitted on these only, seeds 0-31): {', '.join(TUNE)}.  ")
+    say(
+        f"Training photos (the decision model is fitted on these only, seeds below 1000): {', '.join(TUNE)} "
+        "(scikit-image) and china, flower (scikit-learn), grace_hopper (matplotlib), ihc, cell (scikit-image "
+        "micrographs).  "
+    )
     say(f"Held-out photos (never rendered for fitting; see the notes on the split): {', '.join(HELD_OUT)}.  ")
     say(
         f"Measure seeds: {SEED0}-{SEED0 + args.seeds - 1}; simulator seed `seed * 1000 + photo index`. "
         "`sim` = `ggt.degrade` presets; `own` = `ggt.analyze.calibration` scenes (independent code); "
+        "`other` = degraders written in this benchmark only (scipy.ndimage/OpenCV, see `OTHER`), never seen by the fit; "
         "clean = each photo as shipped plus one random crop/downscale per seed, except `clock`, which is "
         "genuinely motion-blurred and reported on its own.\n"
     )
     summary: list[str] = []
     for label, photos in (("held-out photos", HELD_OUT), ("all photos", PHOTO_NAMES)):
         sub = [r for r in rows if r["photo"] in photos]
-        for src in ("sim", "own"):
+        for src in ("sim", "own", "other"):
             part = [r for r in sub if r["src"] in (src, "clean")]
             conf = _confusion(part, an)
             acc, n = _accuracy(conf)
@@ -330,7 +526,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             if src == "sim":
                 pristine = [r for r in sub if r["src"] == "clean" and r["photo"] not in NOT_PRISTINE]
-                rate_p = sum(an._category(r["scores"]) == "clean" for r in pristine) / max(1, len(pristine))
+                rate_p = sum(an._category(r["scores"], r["sev"]) == "clean" for r in pristine) / max(
+                    1, len(pristine)
+                )
                 say(
                     f"Clean rate excluding the non-pristine photos ({', '.join(NOT_PRISTINE)}; see the notes): "
                     f"{rate_p:.3f} (n={len(pristine)}).\n"
@@ -341,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
             md.extend(_table(conf))
             say("")
             rho = _spearman([r for r in part if r["src"] == src])
+            if not rho:
+                summary.append(f"{label:16s} {src:5s} acc={acc:.3f} clean={clean_rate:.3f}")
+                continue
             say(
                 "Spearman (applied vs measured severity, whole presets/scenes): "
                 + ", ".join(f"{k} {rho[k][0]:.2f} (n={rho[k][1]})" for k in sorted(rho))
@@ -378,7 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     say("|---|---|")
     for name in HELD_OUT:
         got = [
-            an._category(r["scores"]) for r in rows if r["photo"] == name and r["src"] in ("clean", "real")
+            an._category(r["scores"], r["sev"])
+            for r in rows
+            if r["photo"] == name and r["src"] in ("clean", "real")
         ]
         counts = {c: got.count(c) for c in CATEGORIES if got.count(c)}
         say(f"| {name} | " + ", ".join(f"{c} {k}" for c, k in counts.items()) + " |")
@@ -389,17 +592,29 @@ def main(argv: list[str] | None = None) -> int:
     say("")
     clock = next(r for r in rows if r["photo"] == "clock" and r["src"] == "real" and r["seed"] == SEED0)
     say(
-        f"Genuinely motion-blurred `clock` photo (as shipped): category `{an._category(clock['scores'])}`, "
+        f"Genuinely motion-blurred `clock` photo (as shipped): category `{an._category(clock['scores'], clock['sev'])}`, "
         f"motion_blur severity {clock['sev']['motion_blur']:.2f}, blur anisotropy "
         f"{clock['m']['blur_anisotropy']:.1f}, direction {clock['m']['blur_direction_deg']:.0f} deg.\n"
     )
+    say("Real photos from other packages (not simulated; never used by the fit):\n")
+    say("| photo | what it shows | category | degradations |")
+    say("|---|---|---|---|")
+    for name, expect, rep in _real_photos(an):
+        degs = ", ".join(f"{d.type} {d.severity:.2f}" for d in rep.degradations) or "-"
+        say(f"| {name} | {expect} | {rep.category} | {degs} |")
+        summary.append(f"real {name}: expect {expect}, got {rep.category} [{degs}]")
+    say("")
     say(
-        f"Speed: {speed * 1000:.0f} ms per 1024x1024 photo (median of 7, one core, `cv2.setNumThreads(1)`).\n"
+        f"Speed: {speed * 1000:.0f} ms per 1024x1024 photo (median of 7, one core, `cv2.setNumThreads(1)`); "
+        f"same-run baseline (a 1024x1024 float32 FFT, median of 7) {base * 1000:.1f} ms, ratio {speed / base:.1f}x "
+        "(the machine was shared with other jobs: the ratio is the load-independent figure).\n"
     )
 
     md.append(NOTES)
     print("\n".join(summary))
-    print(f"speed {speed * 1000:.0f} ms / 1024x1024")
+    print(
+        f"speed {speed * 1000:.0f} ms / 1024x1024, baseline {base * 1000:.1f} ms, ratio {speed / base:.1f}x"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

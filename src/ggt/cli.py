@@ -39,10 +39,32 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config me
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="override one config key, e.g. --set ingest.workers=2")
 ]
+ExecutorOpt = Annotated[
+    str | None, typer.Option("--executor", help="local (this machine) or ray (shards on a Ray cluster)")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="auto or ray://HOST:10001 (default: RAY_ADDRESS, else local)"),
+]
+ShardSizeOpt = Annotated[int | None, typer.Option("--shard-size", help="items per Ray shard")]
+
+
+def _exec_sets(
+    set_: list[str] | None, executor: str | None, address: str | None, shard: int | None
+) -> list[str]:
+    """--executor/--ray-address/--shard-size as config overrides (the `execute` section, see docs/ray.md)."""
+    extra = list(set_ or [])
+    extra += [f"execute.executor={executor}"] if executor else []
+    extra += [f"execute.ray_address={address}"] if address else []
+    extra += [f"execute.shard_size={shard}"] if shard else []
+    return extra
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    # Messages quote user input and install hints such as "pip install 'ggt[train]'": not markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -166,10 +188,14 @@ def analyze(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    shard_size: ShardSizeOpt = None,
 ) -> None:
     """A degradation report and an adaptive restoration prompt for every ingested photo."""
     from ggt.analyze.stage import analyze as analyze_api
 
+    set_ = _exec_sets(set_, executor, ray_address, shard_size)
     with _errors(), _progress("analyze", enabled=not as_json) as progress:
         summary = analyze_api(run, vlm=vlm, config=config, overrides=set_, redo=redo, progress=progress)
     if as_json:
@@ -236,7 +262,8 @@ def synth(
         str | None, typer.Option(help="classical (offline), gemini, openai, openai-compatible")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="the vendor's model name, e.g. gemini-2.5-flash-image")
+        str | None,
+        typer.Option(help="the vendor's model (e.g. gemini-2.5-flash-image); diffusers: a pipeline folder"),
     ] = None,
     concurrency: Annotated[int | None, typer.Option(help="API requests in flight")] = None,
     budget: Annotated[
@@ -246,16 +273,33 @@ def synth(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print planned calls and estimated cost")
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="gemini/openai: the vendor's Batch API (about half price, answers within 24 h); "
+            "an interrupted run resumes its jobs",
+        ),
+    ] = False,
+    lora: Annotated[
+        str | None,
+        typer.Option(help="diffusers: LoRA weights (file or folder, e.g. from `ggt finetune`) on the model"),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    shard_size: ShardSizeOpt = None,
 ) -> None:
     """Generate an HQ target for every analysed item (cached, resumable, budgeted)."""
     from ggt.generate.stage import synth as synth_api
 
+    set_ = _exec_sets(set_, executor, ray_address, shard_size)
     with _errors(), _progress("synth", enabled=not (as_json or dry_run)) as progress:
         s = synth_api(run, generator=generator, model=model, concurrency=concurrency, budget=budget,
-                      dry_run=dry_run, config=config, overrides=set_, progress=progress)  # fmt: skip
+                      dry_run=dry_run, config=config, overrides=set_, progress=progress,
+                      batch=batch, lora=lora)  # fmt: skip
     if as_json:
         _print_json(s.model_dump())
     else:
@@ -293,10 +337,14 @@ def qc(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    shard_size: ShardSizeOpt = None,
 ) -> None:
     """Metrics, judge and policy for every generated pair: keep, reject or review, with reasons."""
     from ggt.qc.stage import qc as qc_api
 
+    set_ = _exec_sets(set_, executor, ray_address, shard_size)
     with _errors(), _progress("qc", enabled=not as_json) as progress:
         s = qc_api(run, policy=policy, judge=judge, generator=generator, config=config, overrides=set_,
                    redo_decisions=redo_decisions, progress=progress)  # fmt: skip
@@ -510,14 +558,22 @@ def bench_generators_cmd(
     generator: Annotated[
         list[str],
         typer.Option(
-            "--generator", help="NAME or NAME:MODEL, repeatable, e.g. gemini:gemini-2.5-flash-image"
+            "--generator",
+            help="NAME or NAME:MODEL, repeatable, e.g. gemini:gemini-2.5-flash-image; "
+            "a local pipeline with a LoRA: diffusers:PIPE+lora=PATH",
         ),
     ],
     out_dir: Annotated[
         Path, typer.Option("--out", help="output folder (runs, leaderboards, plots, report.json)")
     ],
     prompting: Annotated[str, typer.Option(help="fixed, adaptive or both")] = "adaptive",
-    judge: Annotated[str, typer.Option(help="pairwise judge (heuristic only so far)")] = "heuristic",
+    judge: Annotated[
+        str,
+        typer.Option(help="pairwise judge: heuristic (offline), gemini, openai or openai-compatible (a VLM)"),
+    ] = "heuristic",
+    judge_model: Annotated[
+        str | None, typer.Option("--judge-model", help="the VLM judge's model (options: qc.judge_options)")
+    ] = None,
     references: Annotated[
         Path | None, typer.Option(help="clean images named like the LQ photos, for full-reference metrics")
     ] = None,
@@ -530,7 +586,8 @@ def bench_generators_cmd(
     from ggt.bench import bench_generators
 
     with _errors(), _progress("bench", enabled=not (as_json or dry_run)) as progress:
-        s = bench_generators(images, generator, prompting, judge=judge, out=out_dir, references=references,
+        s = bench_generators(images, generator, prompting, judge=judge, judge_model=judge_model, out=out_dir,
+                             references=references,
                              budget=budget, dry_run=dry_run, overrides=set_, progress=progress)  # fmt: skip
     if as_json:
         _print_json(s.model_dump(mode="json"))
@@ -544,7 +601,332 @@ def bench_generators_cmd(
         out.print(f"{rank}. {c.name}: BT {bt}, {c.done} images", highlight=False)
     for note in s.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
+    if s.judge_summary is not None:
+        js = s.judge_summary
+        cost = "unknown (no price)" if js.total_usd is None else f"${js.total_usd:,.4f} in all"
+        out.print(f"judge {js.judge} {js.model}: {js.done}/{js.comparisons} comparisons, {js.calls} calls, "
+                  f"{js.cache_hits} cached, cost {cost}", highlight=False)  # fmt: skip
     out.print(f"leaderboard: {s.files.get('leaderboard.html', s.out)}")
+
+
+@bench_app.command("review")
+def bench_review_cmd(
+    out_dir: Annotated[
+        Path, typer.Argument(help="the benchmark's output folder (--out of bench generators)")
+    ],
+    host: Annotated[
+        str, typer.Option(help="address to bind; any address but loopback needs a token")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8766,
+    voter: Annotated[
+        str | None, typer.Option(help="name recorded with each vote (default: the page's, else anonymous)")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GGT_REVIEW_TOKEN", help="token the page must send (default: generated off loopback)"
+        ),
+    ] = None,
+) -> None:
+    """Compare generators by eye: LQ and two outputs, names hidden until you vote (left, right, tie, skip).
+    Rerun `ggt bench generators` to rank the votes beside the judge (every call is cached)."""
+    from ggt.review.compare import serve_compare
+
+    with _errors():
+        serve_compare(out_dir, host=host, port=port, voter=voter, token=token)
+
+
+# -- restoration models: eval, restore, onnx, experiment (issue 9) -----------------------------------------
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="a checkpoint folder (or its model.safetensors), a training run folder, a community weights file"
+        " spandrel identifies, 'identity' (the input itself, a baseline), or a local generator:"
+        " generator:classical, generator:diffusers:PIPE+lora=PATH",
+    ),
+]
+TileOpt = Annotated[
+    int, typer.Option(help="tile size in input pixels for large images (0: whole images at once)")
+]
+OverlapOpt = Annotated[int, typer.Option(help="pixels shared by neighbouring tiles (blended)")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (cuda if available), cpu, cuda or cuda:N")]
+Fp16Opt = Annotated[bool, typer.Option("--fp16", help="float16 autocast (CUDA only)")]
+
+
+@contextmanager
+def _train_extra() -> Iterator[None]:
+    """A missing torch stack is a user error with the extra to install."""
+    try:
+        yield
+    except ImportError as exc:
+        msg = (
+            str(exc)
+            if "pip install" in str(exc)
+            else f"{exc.name or exc} is not installed: pip install 'ggt[train]'"
+        )
+        raise _fail(msg) from None
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path, typer.Option("--config", help="training YAML (configs/train/)")],
+    set_: SetOpt = None,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="start over: replaces this run's checkpoints and logs")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a restoration network on a ggt export; reruns resume from the newest checkpoint.
+
+    Several GPUs: torchrun --nproc_per_node N -m ggt.cli train --config FILE. Ctrl+C saves and stops (exit 130).
+    """
+    import os
+
+    main_rank = os.environ.get("RANK", "0") == "0"
+    with _errors(), _train_extra(), _progress("train", enabled=not as_json and main_rank) as progress:
+        from ggt.restore.train_config import load_train_config
+
+        cfg = load_train_config(config, set_)  # config errors come before torch is imported (seconds)
+        from ggt.restore.train import TrainError
+        from ggt.restore.train import train as train_api
+
+        try:
+            r = train_api(cfg, resume=not no_resume, progress=progress)
+        except TrainError as exc:
+            raise _fail(str(exc), code=1) from None
+    if not main_rank:
+        return
+    if as_json:
+        _print_json(r.model_dump(mode="json"))
+    else:
+        loss = "-" if r.final_loss is None else f"{r.final_loss:.4f}"
+        val = "" if not r.val else ", " + ", ".join(f"val {k} {v:.4f}" for k, v in r.val.items())
+        how = f"resumed at {r.start_iteration}, " if r.start_iteration else ""
+        out.print(f"{how}iteration {r.iterations}: loss {loss}{val} ({r.it_per_s:.2f} it/s)", highlight=False)
+        out.print(f"checkpoint: {r.checkpoint}\nlogs: {r.log_csv}, {r.tensorboard}", highlight=False)
+    if r.interrupted:
+        err.print(f"[yellow]interrupted[/] at iteration {r.iterations}: checkpoint saved, rerun to resume")
+        raise typer.Exit(130)
+
+
+def render_eval(report: Any) -> None:
+    where = f"{report.data}" + (f" ({report.split} split)" if report.split else "")
+    table = Table(title=f"eval: {report.model} on {where}, {report.kind.upper()} metrics")
+    table.add_column("category")
+    table.add_column("images", justify="right")
+    from ggt.restore.evaluate import fmt_value, header
+
+    for m in report.metrics:
+        table.add_column(header(m), justify="right")
+    for r in report.rows:
+        style = "bold" if r.category == "overall" else None
+        table.add_row(r.category, str(r.images), *(fmt_value(m.name, r.values.get(m.name)) for m in report.metrics),
+                      style=style)  # fmt: skip
+    out.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: ModelOpt,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="a ggt export (scored on --split with GT), lq/ + gt/ folders, or LQ images without GT",
+        ),
+    ],
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated registry metrics, pyiqa:NAME for pyiqa's (default: psnr,ssim,niqe,brisque"
+            " with GT, niqe,brisque without)"
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="the export's split to score")] = "test",
+    tile: TileOpt = 512,
+    overlap: OverlapOpt = 32,
+    device: DeviceOpt = "auto",
+    fp16: Fp16Opt = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="folder for eval.csv, eval.md, items.csv, eval.json")
+    ] = None,
+    iqa_weights: Annotated[
+        Path | None, typer.Option("--iqa-weights", help="local folder of pyiqa weights (pyiqa:NAME metrics)")
+    ] = None,
+    save_images: Annotated[
+        int, typer.Option("--save-images", help="write the first N outputs under --out/images (-1: all)")
+    ] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a model per category: full-reference metrics against GT, or no-reference ones without GT."""
+    from ggt.restore.evaluate import evaluate
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    with _errors(), _train_extra(), _progress("eval", enabled=not as_json) as progress:
+        report = evaluate(model, data, metrics=names, split=split, tile=tile or None, overlap=overlap,
+                          device=device, half=fp16, out_dir=out_dir, iqa_weights=iqa_weights,
+                          save_images=save_images, progress=progress)  # fmt: skip
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        render_eval(report)
+        for note in report.notes:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
+        for f in report.failures[:20]:
+            err.print(f"[red]failed[/] {f.name}: {f.reason}: {f.message}", highlight=False)
+        if report.files:
+            out.print(
+                f"tables: {report.files.get('eval.md')}, {report.files.get('eval.csv')}", highlight=False
+            )
+    raise typer.Exit(1 if report.failures else 0)
+
+
+@app.command()
+def restore(
+    inputs: Annotated[Path, typer.Argument(help="an image or a folder of images (searched recursively)")],
+    output: Annotated[Path, typer.Argument(help="output folder (PNGs, same relative paths), or a .png file")],
+    model: ModelOpt,
+    tile: TileOpt = 512,
+    overlap: OverlapOpt = 32,
+    device: DeviceOpt = "auto",
+    fp16: Fp16Opt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="redo outputs that already exist")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore images with a model, tiled with blended overlaps; outputs that exist are skipped."""
+    from ggt.restore.infer import restore as restore_api
+
+    with _errors(), _train_extra(), _progress("restore", enabled=not as_json) as progress:
+        s = restore_api(model, inputs, output, tile=tile or None, overlap=overlap, device=device, half=fp16,
+                        overwrite=overwrite, progress=progress)  # fmt: skip
+    if as_json:
+        _print_json(s.model_dump())
+    else:
+        rate = f", {s.megapixels / s.seconds:.2f} MP/s" if s.seconds and s.megapixels else ""
+        out.print(f"{s.written} restored ({s.already_done} already done, {len(s.failed)} failed) -> {s.out} "
+                  f"on {s.device}{rate}", highlight=False)  # fmt: skip
+        for f in s.failed:
+            err.print(f"[red]failed[/] {f.path}: {f.reason}: {f.message}", highlight=False)
+    raise typer.Exit(1 if s.failed else 0)
+
+
+@app.command()
+def onnx(
+    model: ModelOpt,
+    output: Annotated[Path, typer.Option("--out", help="the .onnx file to write")],
+    opset: Annotated[int, typer.Option(help="ONNX opset (dynamo: at least 18)")] = 17,
+    static: Annotated[
+        bool, typer.Option("--static", help="fixed input size (--sample); dynamic height/width otherwise")
+    ] = False,
+    sample: Annotated[int, typer.Option(help="side of the traced and checked input, pixels")] = 64,
+    exporter: Annotated[
+        str, typer.Option(help="legacy (TorchScript, fast) or dynamo (torch.export)")
+    ] = "legacy",
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a model to ONNX and check it against onnxruntime on random inputs (max abs difference)."""
+    from ggt.restore.onnx_export import export_onnx
+
+    with _errors(), _train_extra():
+        r = export_onnx(model, output, opset=opset, dynamic=not static, sample=sample, exporter=exporter)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(r.model_dump())
+    else:
+        verdict = "[green]matches[/]" if r.ok else "[red]DIFFERS[/]"
+        out.print(f"{r.out}: {r.bytes / 1e6:.1f} MB, opset {r.opset}, {'dynamic' if r.dynamic else 'static'} size"
+                  f" (inputs padded to a multiple of {r.size_multiple}); onnxruntime vs torch max |diff| "
+                  f"{r.max_abs_diff:.2e} on {len(r.checked_shapes)} shape(s): {verdict}", highlight=False)  # fmt: skip
+        if not r.ok and r.dynamic:
+            err.print("[yellow]note:[/] this architecture does not trace size-independently; try --static "
+                      "--sample TILE (and ggt restore's tiling), or --exporter dynamo")  # fmt: skip
+    raise typer.Exit(0 if r.ok else 1)
+
+
+@app.command("experiment")
+def experiment_cmd(
+    config: Annotated[Path, typer.Option("--config", help="experiment YAML (configs/experiment/)")],
+    set_: SetOpt = None,
+    retrain: Annotated[
+        list[str] | None,
+        typer.Option("--retrain", help="train this arm again from scratch: synthetic or ggt"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train one architecture on synthetic pairs and on a GGT export, evaluate both, compare (tables, plots)."""
+    from ggt.restore.experiment import experiment as experiment_api
+
+    def log(msg: str) -> None:
+        if not as_json:
+            err.print(f"[dim]experiment:[/] {msg}", highlight=False)
+
+    with _errors(), _train_extra(), _progress("experiment", enabled=not as_json) as progress:
+        try:
+            r = experiment_api(config, overrides=set_, retrain=retrain, progress=progress, log=log)
+        except KeyboardInterrupt:  # training saved a checkpoint first; the rerun resumes there
+            raise _fail("interrupted: run the same command again to resume", code=1) from None
+    if as_json:
+        _print_json(r.model_dump(mode="json"))
+        return
+    for a in r.arms.values():
+        how = "trained" if a.trained_now else "reused"
+        loss = "-" if a.final_loss is None else f"{a.final_loss:.4f}"
+        out.print(f"{a.name}: {a.iteration} iterations ({how}), last loss {loss}", highlight=False)
+    md = Path(r.files["comparison.md"]).read_text(encoding="utf-8")
+    out.print(md, markup=False, highlight=False)
+    for note in r.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    out.print(f"report: {r.files['index.html']}", highlight=False)
+
+
+@app.command("finetune")
+def finetune_cmd(
+    config: Annotated[Path, typer.Option("--config", help="fine-tuning YAML (configs/finetune/)")],
+    set_: SetOpt = None,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="refuse to continue from checkpoints in output_dir")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """LoRA fine-tuning of a diffusers editing pipeline on a ggt export; reruns resume.
+
+    Several GPUs: accelerate launch -m ggt.cli finetune --config FILE. The LoRA loads as
+    ggt synth --generator diffusers --model PIPELINE --lora OUTPUT_DIR.
+    """
+    import os
+
+    main_rank = os.environ.get("RANK", "0") == "0"
+
+    def log(msg: str) -> None:
+        if main_rank:
+            err.print(f"[dim]finetune:[/] {msg}", highlight=False)
+
+    with _progress("finetune", enabled=not as_json and main_rank) as progress:
+        try:
+            from ggt.restore.generative.config import load_finetune_config
+            from ggt.restore.generative.train import finetune as finetune_api
+
+            r = finetune_api(
+                load_finetune_config(config, set_), resume=not no_resume, progress=progress, log=log
+            )
+        except ImportError as exc:
+            raise _fail(f"{exc.name or exc} is not installed: pip install 'ggt[finetune]'") from None
+        except (ConfigError, FileNotFoundError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+    if not main_rank:
+        return
+    if as_json:
+        _print_json(r.model_dump(mode="json"))
+        return
+    how = f"resumed at step {r.start_step}, " if r.start_step else ""
+    loss = f", last loss {r.losses[-1]:.4f}" if r.losses else ""
+    speed = f" ({r.steps_per_second:.2f} steps/s)" if r.steps_per_second else ""
+    out.print(f"{how}step {r.steps}{loss}{speed}", highlight=False)
+    for note in r.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    out.print(f"LoRA: {r.lora}  (use: ggt synth --generator diffusers --model PIPELINE --lora {r.output_dir})",
+              highlight=False)  # fmt: skip
 
 
 def main() -> None:

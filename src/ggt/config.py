@@ -195,6 +195,32 @@ class ExportConfig(Section):
     )
 
 
+class RayResources(Section):
+    """What one shard's Ray task asks the cluster for (see docs/ray.md)."""
+
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs per shard task")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs per shard task; fractions share a GPU")
+    memory: int | None = Field(default=None, ge=0, description="bytes of memory reserved per shard task")
+
+
+class ExecuteConfig(Section):
+    """Where stages run: `local` (this machine) or `ray` (shards as Ray tasks; see docs/ray.md)."""
+
+    executor: Literal["local", "ray"] = Field(default="local", description="local or ray")
+    ray_address: str | None = Field(
+        default=None, description="auto, ray://HOST:10001, or unset: RAY_ADDRESS, else a local Ray instance"
+    )
+    shard_size: int = Field(default=64, ge=1, description="items per shard (the unit of work, retry, resume)")
+    storage: str | None = Field(
+        default=None, description="fsspec URL for shard files and the request cache; unset: RUN/shards"
+    )
+    max_in_flight: int = Field(default=0, ge=0, description="shards submitted at once; 0 = 2 per cluster CPU")
+    max_retries: int = Field(default=3, ge=0, description="Ray retries of a shard whose worker died")
+    resources: dict[Literal["analyze", "synth", "qc"], RayResources] = Field(
+        default_factory=dict, description="per-stage task resources; unset stages take 1 CPU"
+    )
+
+
 class GGTConfig(Section):
     """The whole configuration of a run. Later stages add their sections here."""
 
@@ -203,6 +229,7 @@ class GGTConfig(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     qc: QCConfig = Field(default_factory=QCConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -20,7 +21,8 @@ from rich.progress import (
 from rich.text import Text
 
 ProgressFn = Callable[..., None]
-"""`update(done, total, spent_usd=None)`: paid stages pass the money spent so far."""
+"""`update(done, total, spent_usd=None, status=None)`: paid stages pass the money spent so far; `status`
+(a short line, e.g. a batch job's state) replaces the bar's description after its label."""
 
 
 class RateColumn(ProgressColumn):
@@ -33,7 +35,7 @@ class RateColumn(ProgressColumn):
 def progress_bar(label: str, console: Console, enabled: bool = True) -> Iterator[ProgressFn]:
     """Yields `update(done, total)`; a no-op when disabled (e.g. under --json)."""
     if not enabled:
-        yield lambda done, total, spent_usd=None: None
+        yield lambda done, total, spent_usd=None, status=None: None
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -49,8 +51,10 @@ def progress_bar(label: str, console: Console, enabled: bool = True) -> Iterator
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(label, total=None, spent="")
 
-        def update(done: int, total: int, spent_usd: float | None = None) -> None:
-            fields = {} if spent_usd is None else {"spent": f"${spent_usd:,.2f}"}
+        def update(done: int, total: int, spent_usd: float | None = None, status: str | None = None) -> None:
+            fields: dict[str, Any] = {} if spent_usd is None else {"spent": f"${spent_usd:,.2f}"}
+            if status is not None:  # e.g. batch mode's "batch 1/3 batches/x: JOB_STATE_RUNNING"
+                fields["description"] = f"{label} · {status}"
             bar.update(task, completed=done, total=total, **fields)
 
         yield update

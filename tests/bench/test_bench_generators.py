@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter
 
 from ggt.bench import bench_generators, prefer
 from ggt.bench.stats import bootstrap_mean, bradley_terry, bt_with_ci
-from ggt.config import GeometryConfig
+from ggt.config import ConfigError, GeometryConfig
 from ggt.degrade import apply_preset
 from ggt.generate.geometry import prepare
 from ggt.imaging import read_image
@@ -165,7 +165,9 @@ def test_bad_arguments_are_config_errors(tmp_path, dataset):
     with pytest.raises(ConfigError, match="prompting"):
         bench_generators(images, ["classical"], "sometimes", out=tmp_path / "b")
     with pytest.raises(ConfigError, match="heuristic"):
-        bench_generators(images, ["classical"], "fixed", judge="gemini", out=tmp_path / "b")
+        bench_generators(images, ["classical"], "fixed", judge="claude", out=tmp_path / "b")
+    with pytest.raises(ConfigError, match="judge-model"):
+        bench_generators(images, ["classical"], "fixed", judge_model="m", out=tmp_path / "b")
     with pytest.raises(ConfigError, match="twice"):
         bench_generators(images, ["classical", "classical"], "fixed", out=tmp_path / "b")
 
@@ -211,3 +213,14 @@ def test_budget_stops_a_generator_and_the_board_ranks_what_was_made(
     assert (good.done, good.pending) == (2, 4) and stub_server.count("gemini.generate") == 2
     assert good.spent_usd <= 0.1 and good.cost_per_image_usd == pytest.approx(0.04)
     assert s.categories["all"][0].name == "gemini-good" and good.games == 2
+
+
+def test_a_local_contestant_names_its_pipeline_and_lora() -> None:
+    from ggt.bench.generators import parse_generator, split_lora
+    from ggt.generate.stage import variant_for
+
+    name, model = parse_generator("diffusers:/models/ip2p+lora=/out/rain")
+    assert (name, split_lora(model)) == ("diffusers", ("/models/ip2p", "/out/rain"))
+    assert variant_for(name, *split_lora(model)) == "diffusers-ip2p-lora-rain"
+    with pytest.raises(ConfigError, match="NAME:MODEL"):
+        parse_generator("diffusers:+lora=/out/rain")

@@ -56,3 +56,17 @@ def test_color_transfer_undoes_a_global_cast():
     cast = np.clip(lq * np.array([1.2, 1.0, 0.8], np.float32), 0, 1)
     fixed = color_transfer(cast, lq)
     assert psnr(fixed, lq) > psnr(cast, lq) + 3
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 64), (80, 120)])
+def test_prepare_sends_the_same_bytes_from_8_bit_and_float(shape):
+    """The 8-bit fast path must not change what is sent: the bytes are part of every request key."""
+    from ggt.imaging import encode_image, to_float
+
+    rng = np.random.default_rng(0)
+    lq8 = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    cfg = GeometryConfig(size=64)
+    sent8, t8 = prepare(lq8, cfg)
+    sentf, tf = prepare(to_float(lq8), cfg)
+    assert t8 == tf and encode_image(sent8, "png") == encode_image(sentf, "png")
+    assert sent8.dtype == (np.uint8 if max(shape) == 64 else np.float32)

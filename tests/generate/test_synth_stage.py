@@ -173,3 +173,17 @@ def test_kill_9_mid_synth_then_rerun_completes_with_no_duplicate_paid_call(tmp_p
     repeats = sum(n - 1 for n in stub_server.counts_by_body("gemini.generate").values())
     assert repeats <= 2
     assert len(list((run / "hq" / "gemini-gemini-2.5-flash-image").glob("*.png"))) == 16
+
+
+def test_a_local_models_path_and_lora_name_its_variant() -> None:
+    from ggt.config import SynthConfig
+    from ggt.generate.stage import _apply_local_model, local_variant
+
+    cfg = _apply_local_model(SynthConfig(generator="diffusers", model="/models/instruct pix2pix/"))
+    assert cfg.options["model"] == "/models/instruct pix2pix/" and cfg.model is None
+    assert local_variant(cfg) == "diffusers-instruct_pix2pix"
+    tuned = cfg.model_copy(update={"options": {**cfg.options, "lora": "/out/rain/lora.safetensors"}})
+    assert local_variant(tuned) == "diffusers-instruct_pix2pix-lora-rain_lora"
+    assert local_variant(SynthConfig()) == "classical"
+    with pytest.raises(ConfigError, match="classical generator takes no model"):
+        _apply_local_model(SynthConfig(generator="classical", model="x"))

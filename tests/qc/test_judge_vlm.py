@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from qc_helpers import copy_run, make_run, qc_rows
 
 from fixtures.stubs import StubServer
+from fixtures.stubs.server import Fault
 from ggt.qc.judge import CHECKLIST
+from ggt.store import Run
 
 KEEP = {
     "scores": dict.fromkeys(CHECKLIST, 0.9),
@@ -142,3 +149,85 @@ def test_rate_limit_is_retried_then_given_up(
     # The failed pair is asked again by the next run (it is not done), and this time it succeeds.
     s = run_judge(run2, stub_server)
     assert s.variants["classical"].judged == 1 and s.variants["classical"].judge_cached == 1
+
+
+def test_judge_calls_go_through_the_request_cache_with_costs(
+    measured_run: tuple[Path, dict[str, str]], tmp_path: Path, stub_server: StubServer
+) -> None:
+    run = copy_run(measured_run[0], tmp_path / "run")
+    stub_server.default_text = json.dumps(KEEP)
+    # A price for the judge model in the run's table turns the stub's usage (123 in, 45 out) into dollars.
+    price = ["synth.prices.gemini/judge-test.per_million_input_tokens=1000",
+             "synth.prices.gemini/judge-test.per_million_output_tokens=2000"]  # fmt: skip
+    v = run_judge(run, stub_server, "gemini", *price).variants["classical"]
+    assert (v.judged, v.judge_calls, v.judge_cache_hits) == (2, 2, 0)
+    assert v.judge_spent_usd == pytest.approx(2 * (123 * 1e-3 + 45 * 2e-3))
+    with Run.open(run) as r:
+        costs = r.store.query(
+            "SELECT backend, model, usd, input_tokens, output_tokens FROM costs WHERE stage='qc_judge'"
+        )
+        assert [(c["backend"], c["model"], c["input_tokens"], c["output_tokens"]) for c in costs] == [
+            ("gemini", "judge-test", 123, 45)
+        ] * 2
+        assert sum(c["usd"] for c in costs) == pytest.approx(v.judge_spent_usd)
+        assert (
+            r.store.scalar(
+                "SELECT COUNT(*) FROM attempts WHERE stage='qc_judge' AND variant LIKE '%gemini%' AND ok=1"
+            )
+            == 2
+        )
+        # Losing the judge's rows (or a fresh stage) does not lose the answers: they are in the cache.
+        with r.store.transaction() as conn:
+            conn.execute("DELETE FROM stage_results WHERE stage='qc_judge'")
+    stub_server.clear()
+    v = run_judge(run, stub_server, "gemini", *price).variants["classical"]
+    assert stub_server.count() == 0 and (v.judged, v.judge_calls, v.judge_cache_hits) == (2, 0, 2)
+    assert all(d["judge"]["explanation"] == "same scene, rain removed" for d in qc_rows(run).values())
+    with Run.open(run) as r:
+        assert r.store.scalar("SELECT COUNT(*) FROM costs WHERE stage='qc_judge'") == 2  # nothing paid again
+    # Another model is another request: it is asked.
+    v = run_judge(run, stub_server, "gemini", "qc.judge_options.model=judge-other").variants["classical"]
+    assert v.judge_calls == 2 and stub_server.count("gemini.generate", model="judge-other") == 2
+
+
+def test_kill_9_mid_judge_then_rerun_repeats_no_paid_call(tmp_path: Path, stub_server: StubServer) -> None:
+    from ggt.qc.stage import qc
+
+    names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel"]
+    make_run(tmp_path, dict.fromkeys(names, "good"))
+    run = tmp_path / "run"
+    qc(run, overrides=["qc.report=false", "qc.workers=1"])  # metrics first: the kill lands in the judging
+    env = {**os.environ, "GEMINI_API_KEY": "AIza-test-gemini-key-0123456789"}
+    for var in ("GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI"):
+        env.pop(var, None)
+    cmd = [sys.executable, "-m", "ggt.cli", "qc", "--run", str(run), "--judge", "gemini", "--json",
+           "--set", "qc.report=false", "--set", "qc.concurrency=2", "--set", "qc.judge_options.model=judge-test",
+           "--set", f"qc.judge_options.base_url={stub_server.url}"]  # fmt: skip
+    stub_server.default_text = json.dumps(KEEP)
+    stub_server.set_fault_rate(1.0, [Fault("slow", delay_s=0.3)])
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and stub_server.count("gemini.generate") < 4:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = stub_server.count("gemini.generate")
+    assert 0 < first < len(names)
+    stub_server.clear_faults()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    with Run.open(run) as r:
+        done = "SELECT COUNT(*) FROM stage_results WHERE stage='qc_judge' AND variant LIKE '%gemini%' AND status='done'"
+        assert r.store.scalar(done) == len(names)
+        assert r.store.scalar("SELECT COUNT(*) FROM costs WHERE stage='qc_judge'") == len(names)
+    # Only a request the kill caught in flight (its answer never came back) is sent again: at most the
+    # concurrency, 2. Every answer that reached ggt was cached and never paid twice.
+    repeats = sum(n - 1 for n in stub_server.counts_by_body("gemini.generate").values())
+    assert repeats <= 2
+    # A third run asks nothing at all.
+    stub_server.clear()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert stub_server.count() == 0

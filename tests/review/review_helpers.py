@@ -11,6 +11,7 @@ from fixtures import badfiles as bf
 from ggt.store import Run, dumps, now
 
 PHOTOS = ["coffee", "chelsea", "astronaut", "rocket", "camera"]
+NAMES = ["bad", "good", "mid"]  # compare-mode contestants, deliberately not in strength order
 
 
 def build_run(root: Path, n: int = 5) -> Path:
@@ -69,6 +70,36 @@ def add_variant(run: Path, variant: str, rows: list[dict]) -> list[str]:
                 (item_id, variant, spec["verdict"], dumps(spec.get("reasons", [])), now()),
             )
     return ids[: len(rows)]
+
+
+def build_bench(root: Path) -> Path:
+    """A benchmark folder as `ggt bench generators` leaves it: a run, three contestants' outputs, the
+    manifest; no bench store yet (an offline-judged bench has none)."""
+    from ggt.bench.report import write_manifest
+    from ggt.ingest import ingest
+
+    src = root / "src" / "haze"
+    src.mkdir(parents=True)
+    for i, name in enumerate(["coffee", "chelsea", "rocket", "camera"]):
+        img = bf.photo(name, size=(96, 64)).astype(np.uint8)
+        (src / f"p{i}.png").write_bytes(bf.save(img, "PNG"))
+    out = root / "bench"
+    run = out / "runs" / "fixed"
+    ingest([root / "src"], run, overrides=["ingest.workers=1"])
+    items, hq = {}, {}
+    with Run.open(run) as r:
+        rows = r.store.query("SELECT id, source_name, lq_path FROM items ORDER BY source_name")
+    for row in rows:
+        items[row["id"]] = {"source_name": row["source_name"], "category": "haze", "lq": run / row["lq_path"]}
+        for ci, name in enumerate(NAMES):
+            path = run / "hq" / name / f"{row['id']}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Distinct bytes per contestant, so a test can tell which one a served image is.
+            shutil.copy(run / row["lq_path"], path)
+            path.write_bytes(path.read_bytes() + name.encode())
+            hq[(ci, row["id"])] = path
+    write_manifest(out, NAMES, items, sorted(items), hq)
+    return out
 
 
 class LiveServer:

@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from review_helpers import LiveServer
+from review_helpers import LiveServer, build_bench
 
 from ggt.review import create_app
 from ggt.store import Run
@@ -113,6 +113,38 @@ def test_keyboard_review_in_chromium(review_run: Path, tmp_path: Path) -> None:
     assert 10_000 < shot.stat().st_size < 300_000
     if os.environ.get("GGT_UPDATE_SCREENSHOTS"):  # refresh the README's picture on request, never by default
         shutil.copy(shot, SCREENSHOT)
+
+
+def test_compare_vote_by_key_in_chromium(tmp_path: Path) -> None:
+    """Compare mode: one vote with the right-arrow key lands in the store with the order shown."""
+    from playwright.sync_api import sync_playwright
+
+    from ggt.review.compare import create_compare_app
+    from ggt.store import RunStore
+
+    bench = build_bench(tmp_path)
+    app = create_compare_app(bench, voter="ann", token=TOKEN)
+    problems: list[str] = []
+    with LiveServer(app) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 500})
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(f"{server.url}/#token={TOKEN}")
+            page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+            until(lambda: page.eval_on_selector("#img-right", "e => e.naturalWidth") > 0)
+            assert not (page.text_content("#reveal") or "").strip()  # no names before the vote
+            page.keyboard.press("ArrowRight")
+            page.wait_for_selector("body[data-voted]", timeout=10_000)
+            reveal = page.text_content("#reveal") or ""
+        finally:
+            browser.close()
+    assert problems == []
+    with RunStore(bench / "bench.sqlite", create=False) as s:
+        (row,) = s.query("SELECT * FROM preferences")
+    assert (row["choice"], row["voter"]) == ("right", "ann")
+    assert f"left {row['left_name']} · right {row['right_name']}" in reveal
 
 
 def until(check: object, timeout: float = 10.0) -> None:

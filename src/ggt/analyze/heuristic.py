@@ -10,6 +10,9 @@ The category and the severities of noise, blur, JPEG, haze and low light come fr
 model on the measure vector (`model.py`, parameters in `heuristic_model.json`, re-fitted by
 `python -m ggt.analyze.fit` on tune photos only): hand thresholds on single measures could not tell
 grain from noise, fog from fading or clean texture from compression (see docs/analyzer-accuracy.md).
+A degraded category also needs evidence: one of its own degradations at a fitted least severity
+(`model.EVIDENCE`, the model's `gates`), so that a clean scene that only resembles a category (warm
+and brown like a print, dark like a night sky) is not called degraded for its content.
 The remaining severities (motion blur, resolution, colour, fading, weather particles, film damage) are
 direct physical mappings of their measures, below.
 """
@@ -22,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ggt.analyze.measures import compute_measures
-from ggt.analyze.model import load_model
+from ggt.analyze.model import EVIDENCE, AnalyzerModel, load_model
 from ggt.analyze.report import Degradation, DegradationReport, DegradationType, SceneCategory
 
 
@@ -35,8 +38,9 @@ class HeuristicConfig(BaseModel):
 
     `min_severity` decides which degradations are reported at all. The category scores are the
     model's probabilities; the most probable category wins, and a `*_category` threshold is the least
-    probability that category needs (otherwise the next most probable is taken, `clean` last). The
-    defaults (0) trust the fitted model; raise one to make a category more reluctant.
+    probability that category needs (otherwise the next most probable is taken, `clean` last), on top
+    of the model's fitted evidence gates. The defaults (0) trust the fitted model; raise one to make a
+    category more reluctant.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,8 +65,9 @@ MID_GREY_LINEAR = 0.18
 HIGHLIGHT_LINEAR = 0.8
 
 
-def severities(m: dict[str, float]) -> dict[str, float]:
-    """Map raw measures to severities in [0, 1] for every degradation type the heuristic can see."""
+def severities(m: dict[str, float], model: AnalyzerModel | None = None) -> dict[str, float]:
+    """Map raw measures to severities in [0, 1] for every degradation type the heuristic can see
+    (`model`: the fitted model to use, the shipped one by default)."""
     sev: dict[str, float] = {}
     # Noise: the estimator reads ~1-3/255 on clean, well-exposed photos (sensor noise, texture).
     sev["noise"] = _clip01((m["noise_sigma"] - 0.004) / NOISE_SIGMA_FULL)
@@ -126,7 +131,7 @@ def severities(m: dict[str, float]) -> dict[str, float]:
     # were fitted for: they correct each estimator with the others (texture lifts the noise estimate,
     # JPEG blocks and noise shift the blur estimate, dark content reads as under-exposure). The blur
     # regressor saw isotropic blur only, so the motion split above keeps its own isotropic part.
-    model = load_model()
+    model = model or load_model()
     learned = model.severities(model.features(m), m)
     for key, value in learned.items():
         if key == "blur" and sev["motion_blur"] > 0:
@@ -144,6 +149,11 @@ def category_scores(sev: dict[str, float], m: dict[str, float]) -> dict[str, flo
     del sev
     model = load_model()
     return model.category_probabilities(model.features(m))
+
+
+def evidence(sev: dict[str, float], category: str) -> float:
+    """The strongest severity among the degradations that make up `category` (`model.EVIDENCE`)."""
+    return max((sev.get(k, 0.0) for k in EVIDENCE.get(category, ())), default=0.0)
 
 
 _PRIMARY: dict[str, list[DegradationType]] = {
@@ -174,7 +184,7 @@ class HeuristicAnalyzer:
         m = compute_measures(img)
         sev = severities(m)
         scores = category_scores(sev, m)
-        category = self._category(scores)
+        category = self._category(scores, sev)
         # A photo judged clean gets no degradation list: its prompt must not ask to "remove" texture
         # that a measure mistook for mild noise (the measures are still in the report).
         keep: list[DegradationType] = [] if category == "clean" else [*_ALWAYS, *_PRIMARY[category]]
@@ -200,8 +210,12 @@ class HeuristicAnalyzer:
             analyzer=self.name,
         )
 
-    def _category(self, scores: dict[str, float]) -> SceneCategory:
+    def _category(self, scores: dict[str, float], sev: dict[str, float] | None = None) -> SceneCategory:
+        """The most probable category that passes its probability floor and, given the severities,
+        its evidence gate: a degraded category needs one of its own degradations at the least
+        severity fitted for it (`model.EVIDENCE`), else the next is tried, `clean` last."""
         c = self.config
+        gates = load_model().gates if sev is not None else {}
         least = {
             "clean": 0.0,
             "rain": c.rain_category,
@@ -212,8 +226,11 @@ class HeuristicAnalyzer:
             "social_media": c.social_media_category,
         }
         for cat in sorted(scores, key=lambda k: -scores[k]):
-            if scores[cat] >= least.get(cat, 0.0):
-                return cat  # type: ignore[return-value]
+            if scores[cat] < least.get(cat, 0.0):
+                continue
+            if sev is not None and cat in gates and evidence(sev, cat) < gates[cat]:
+                continue
+            return cat  # type: ignore[return-value]
         return "clean"
 
     @staticmethod

@@ -30,6 +30,18 @@ _SKIP = frozenset(
     {"width", "height", "blur_direction_deg", "rain_direction_deg", "cast_hue_deg", "edge_count"}
 )
 _CLIP_Z = 6.0
+# The degradations that make up each degraded category: the analyzer calls a photo by a degraded
+# category only if one of them reaches that category's evidence gate (fitted, `classifier.gates`), so a
+# new clean scene that merely resembles a category (warm like a print, dark like a night shot) without
+# showing any of its degradations stays clean.
+EVIDENCE: dict[str, tuple[str, ...]] = {
+    "social_media": ("noise", "blur", "jpeg", "low_resolution", "motion_blur"),
+    "old_photo": ("sepia", "fading", "scratches", "dust", "noise", "color_cast"),
+    "rain": ("rain",),
+    "snow": ("snow",),
+    "haze": ("haze",),
+    "low_light": ("low_light",),
+}
 
 
 def raw_features(m: dict[str, float]) -> dict[str, float]:
@@ -75,6 +87,7 @@ class AnalyzerModel:
         self.mean = np.asarray(tr["mean"], dtype=np.float64)
         self.std = np.asarray(tr["std"], dtype=np.float64)
         self.categories: list[str] = params["classifier"]["classes"]
+        self.gates: dict[str, float] = dict(params["classifier"].get("gates", {}))
 
     def features(self, m: dict[str, float]) -> np.ndarray:
         raw = raw_features(m)

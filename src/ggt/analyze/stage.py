@@ -73,7 +73,10 @@ def analyze(
         summary.already_done = total_items - len(todo)
         paths = {row["id"]: (str(r.root / row["lq_path"]), row["source_path"]) for row in todo}
         if cfg.vlm == "heuristic":
-            outcomes = bounded_map(_analyze_file, ((i, p[0], cfg) for i, p in paths.items()), cfg.workers)
+            from ggt.execute.ray_exec import mapper_for
+
+            mapper = mapper_for(r, STAGE, "", bounded_map)  # local: the pool; ray: shards on the cluster
+            outcomes = mapper(_analyze_file, ((i, p[0], cfg) for i, p in paths.items()), cfg.workers)
             _commit_all(r, outcomes, paths, len(todo), summary, progress)
         else:
             from ggt.analyze.vlm_stage import analyze_with_vlm

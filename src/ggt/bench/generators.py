@@ -4,8 +4,10 @@ Every generator x prompting mode ("contestant") runs through the ordinary stages
 resume and dry-run behave exactly as in `ggt synth`: one run folder per prompting mode under
 `out/runs/MODE`, the images ingested and analysed (with that mode) once, then `synth` per generator.
 Each output is then scored with the QC metrics, the judge and, where clean references exist,
-full-reference metrics; the judge also compares every pair of contestants on every image, and
-Bradley-Terry scores summarise those games.
+full-reference metrics; a pairwise judge (the offline heuristic, or a VLM shown the LQ and both outputs)
+compares every pair of contestants on every image in both orders, and Bradley-Terry scores summarise
+those games. People's votes from the review app's compare mode (`ggt bench review OUT`) make a second,
+separate Bradley-Terry ranking beside the judge's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from ggt.bench.judge import VLM_JUDGES, JudgeSummary
 from ggt.config import ConfigError
 from ggt.imaging import read_image
 from ggt.progress import ProgressFn
@@ -80,6 +83,12 @@ class ContestantResult(BaseModel):
     bt: float | None = None
     bt_lo: float | None = None
     bt_hi: float | None = None
+    # The same from people's votes (compare mode of the review app); None without votes.
+    human_votes: int = 0
+    human_win_rate: float | None = None
+    human_bt: float | None = None
+    human_bt_lo: float | None = None
+    human_bt_hi: float | None = None
 
 
 class BenchSummary(BaseModel):
@@ -87,6 +96,9 @@ class BenchSummary(BaseModel):
     runs: dict[str, str] = Field(default_factory=dict)  # prompting mode -> run folder
     images: int = 0
     judge: str = "heuristic"
+    judge_model: str | None = None
+    judge_summary: JudgeSummary | None = None  # a VLM judge's calls, cache hits and cost
+    human_votes: int = 0  # people's votes (not skips) that the human ranking counts
     dry_run: bool = False
     estimated_usd: float | None = None
     calls: int = 0
@@ -99,11 +111,19 @@ class BenchSummary(BaseModel):
 
 
 def parse_generator(spec: str) -> tuple[str, str | None]:
-    """'NAME' or 'NAME:MODEL' -> (name, model)."""
+    """'NAME' or 'NAME:MODEL' -> (name, model); a local model may carry a LoRA: 'diffusers:PIPE+lora=PATH'."""
     name, _, model = spec.partition(":")
-    if not name:
-        raise ConfigError(f"--generator {spec!r}: expected NAME or NAME:MODEL")
+    if not name or model.startswith("+lora="):
+        raise ConfigError(f"--generator {spec!r}: expected NAME, NAME:MODEL or NAME:MODEL+lora=PATH")
     return name, (model or None)
+
+
+def split_lora(model: str | None) -> tuple[str | None, str | None]:
+    """'PIPE+lora=PATH' -> ('PIPE', 'PATH')."""
+    if model is None or "+lora=" not in model:
+        return model, None
+    base, _, lora = model.partition("+lora=")
+    return base, lora
 
 
 def _modes(prompting: str) -> list[str]:
@@ -186,28 +206,6 @@ def _find_reference(references: Path | None, source_name: str) -> Path | None:
     return None
 
 
-def _forget_generator_settings(run: Path) -> None:
-    """Drop the previous generator's model and options from the run's saved config.
-
-    A run's config.yaml accumulates every stage's settings (provenance), so without this the second
-    generator would inherit the first one's model and options; backend options are typed models that
-    forbid each other's fields, so a classical call after a Gemini one would fail on `base_url`.
-    """
-    import yaml
-
-    from ggt.fsutil import write_bytes_atomic
-
-    path = run / "config.yaml"
-    if not path.is_file():
-        return
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    synth_cfg = data.get("synth") or {}
-    had_model = synth_cfg.pop("model", None) is not None
-    had_options = bool(synth_cfg.pop("options", None))
-    if had_model or had_options:
-        write_bytes_atomic(path, yaml.safe_dump(data, sort_keys=False).encode("utf-8"))
-
-
 def _overrides_for(generator: str, overrides: list[str] | None) -> list[str]:
     """The overrides one generator gets: `synth.options.*` only reaches API generators, since one bench
     mixes backends and the local ones reject unknown options (e.g. an API `base_url`)."""
@@ -242,6 +240,7 @@ def bench_generators(
     prompting: Prompting | str = "adaptive",
     judge: str = "heuristic",
     out: Path = Path("bench"),
+    judge_model: str | None = None,
     references: Path | None = None,
     budget: float | None = None,
     dry_run: bool = False,
@@ -251,25 +250,36 @@ def bench_generators(
     """Run every generator x prompting mode on every image, score the outputs, write the leaderboard.
 
     `budget` is passed to each `synth` call, where it caps the run's spending on that backend in all.
+    `judge`: `heuristic` (offline, score-based) or a VLM backend (`gemini`, `openai`, `openai-compatible`,
+    model from `judge_model`) asked about every pair in both orders through the engine.
     Resumable: a rerun does only the work not yet recorded, and pays for nothing already cached.
     """
     from ggt.analyze.stage import analyze
-    from ggt.generate.stage import synth, variant_name
+    from ggt.generate.stage import synth, variant_for
     from ggt.ingest import ingest
 
     if not generators:
         raise ConfigError("bench needs at least one --generator")
-    if judge != "heuristic":
-        # A VLM pairwise judge (two HQs side by side, both orders) is not built yet.
-        raise ConfigError(f"--judge {judge!r}: the benchmark supports only the heuristic judge so far")
+    if judge != "heuristic" and judge not in VLM_JUDGES:
+        raise ConfigError(f"--judge {judge!r}: choose heuristic, {', '.join(VLM_JUDGES)}")
+    if judge == "heuristic" and judge_model:
+        raise ConfigError("--judge-model goes with a VLM judge (--judge gemini, openai or openai-compatible)")
     specs = [parse_generator(g) for g in generators]
-    variants = [variant_name(n, m) for n, m in specs]
+    variants = [variant_for(n, *split_lora(m)) for n, m in specs]
     if len(set(variants)) != len(variants):
         raise ConfigError("the same generator is named twice")
     modes = _modes(prompting)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = BenchSummary(out=str(out), judge=judge, dry_run=dry_run)
+    if judge in VLM_JUDGES and not judge_model:
+        # Checked before any generator is paid for: the judge comes last.
+        from ggt.config import resolve_run_config
+
+        saved = out / "runs" / modes[0] / "config.yaml"
+        judge_model = resolve_run_config(saved, None, overrides).qc.judge_options.get("model")
+        if not judge_model:
+            raise ConfigError(f"--judge {judge} needs a model: --judge-model NAME")
+    summary = BenchSummary(out=str(out), judge=judge, judge_model=judge_model, dry_run=dry_run)
     contestants: list[ContestantResult] = []
     per_output: dict[tuple[int, str], dict[str, float]] = {}  # (contestant, item id) -> metrics
     items: dict[str, dict[str, Any]] = {}  # item id -> source name, category, lq path, reference
@@ -281,8 +291,8 @@ def bench_generators(
         ingest([Path(images)], run, overrides=overrides)
         analyze(run, overrides=[*(overrides or []), f"analyze.prompting={mode}"])
         for (name, model), variant in zip(specs, variants, strict=True):
-            _forget_generator_settings(run)
-            s = synth(run, generator=name, model=model, budget=budget, dry_run=dry_run,
+            base, lora = split_lora(model)
+            s = synth(run, generator=name, model=base, lora=lora, budget=budget, dry_run=dry_run,
                       overrides=_overrides_for(name, overrides), progress=progress)  # fmt: skip
             c = ContestantResult(
                 name=variant if len(modes) == 1 else f"{variant}@{mode}", generator=name, model=model,
@@ -334,6 +344,12 @@ def bench_generators(
     if dry_run:
         from ggt.bench.report import write_report_json
 
+        if judge in VLM_JUDGES:
+            k = len(contestants)
+            summary.notes.append(
+                f"the {judge} judge will be asked {summary.images * k * (k - 1)} pairwise questions "
+                "(every pair, both orders, every image); their cost is not in the estimate"
+            )
         summary.files["report.json"] = str(write_report_json(out, summary, specs, prompts, overrides))
         return summary
 
@@ -344,11 +360,78 @@ def bench_generators(
         per_output[(ci, item_id)] = _measure(
             lqs[item_id], read_image(path), refs.get(item_id), items[item_id]["category"]
         )
-    summary.categories = _leaderboards(contestants, ids, items, per_output)
-    from ggt.bench.report import write_all
+    names = [c.name for c in contestants]
+    judged = None
+    if judge in VLM_JUDGES:
+        from ggt.bench.judge import judge_pairs
 
+        judged, summary.judge_summary = judge_pairs(
+            out, judge, judge_model, names, items, ids, hq_paths, [Path(p) for p in summary.runs.values()],
+            overrides, progress,
+        )  # fmt: skip
+        js = summary.judge_summary
+        if js.failed or js.pending:
+            summary.notes.append(
+                f"judge: {js.failed} comparisons failed and {js.pending} are pending "
+                f"({', '.join(f'{k} {v}' for k, v in js.failures.items()) or 'budget'}); their pairs are left "
+                "out of the ranking on those images"
+            )
+    from ggt.bench.judge import read_votes
+
+    votes = read_votes(out)
+    summary.categories = _leaderboards(contestants, ids, items, per_output, judged, votes)
+    summary.human_votes = sum(c.human_votes for c in contestants) // 2
+    from ggt.bench.report import write_all, write_manifest
+
+    write_manifest(out, names, items, ids, hq_paths)
     summary.files = write_all(out, summary, specs, prompts, overrides, items, ids, hq_paths, per_output)
     return summary
+
+
+def _games(
+    subset: list[str],
+    k: int,
+    per_output: dict[tuple[int, str], dict[str, float]],
+    judged: dict[tuple[str, int, int], float] | None,
+) -> list[tuple[int, int, int, float]]:
+    """Every image with outputs from both contestants, asked in both orders and averaged.
+
+    The two answers are `p(a first)` and `1 - p(b first)`: a judge that always picks its first image
+    gives 1 and 0, a tie, so position bias cancels instead of crowning whoever is listed first. With a VLM
+    judge a pair counts only where both orders were answered (a half-asked pair would bring the bias back).
+    """
+    games: list[tuple[int, int, int, float]] = []
+    for m, item_id in enumerate(subset):
+        for a, b in combinations(range(k), 2):
+            if (a, item_id) not in per_output or (b, item_id) not in per_output:
+                continue
+            if judged is None:
+                x, y = per_output[(a, item_id)], per_output[(b, item_id)]
+                first, second = prefer(x, y), prefer(y, x)
+            else:
+                first, second = judged.get((item_id, a, b), math.nan), judged.get((item_id, b, a), math.nan)
+                if not (math.isfinite(first) and math.isfinite(second)):
+                    continue
+            games.append((m, a, b, (first + (1.0 - second)) / 2.0))
+    return games
+
+
+def _rank(
+    board: list[ContestantResult], games: list[tuple[int, int, int, float]], n_images: int
+) -> list[tuple[int, float | None, float | None, float | None, float | None]]:
+    """Per contestant: (games, win rate, BT, lo, hi), Nones where it played no game."""
+    from ggt.bench.stats import bt_with_ci
+
+    est, lo, hi = bt_with_ci(games, len(board), n_images, N_BOOT_BT, SEED)
+    out = []
+    for ci in range(len(board)):
+        mine = [g for g in games if ci in (g[1], g[2])]
+        won = sum(g[3] if g[1] == ci else 1.0 - g[3] for g in mine)
+        if mine:
+            out.append((len(mine), won / len(mine), float(est[ci]), float(lo[ci]), float(hi[ci])))
+        else:
+            out.append((0, None, None, None, None))
+    return out
 
 
 def _leaderboards(
@@ -356,9 +439,16 @@ def _leaderboards(
     ids: list[str],
     items: dict[str, dict[str, Any]],
     per_output: dict[tuple[int, str], dict[str, float]],
+    judged: dict[tuple[str, int, int], float] | None = None,
+    votes: list[dict[str, Any]] | None = None,
 ) -> dict[str, list[ContestantResult]]:
-    """Fill the overall board into `contestants` and return one board per category (plus 'all')."""
-    from ggt.bench.stats import bootstrap_mean, bt_with_ci
+    """Fill the overall board into `contestants` and return one board per category (plus 'all').
+
+    `judged`: a VLM judge's answers, (item, first, second) -> outcome for first; None: the heuristic
+    `prefer`. `votes`: people's votes (`judge.read_votes`), ranked separately.
+    """
+    from ggt.bench.judge import vote_games
+    from ggt.bench.stats import bootstrap_mean
 
     boards: dict[str, list[ContestantResult]] = {}
     cats = sorted({items[i]["category"] for i in ids})
@@ -373,19 +463,11 @@ def _leaderboards(
                 if math.isfinite(mean):
                     n = sum(1 for v in vals if math.isfinite(v))
                     c.metrics[key] = MetricStat(mean=mean, lo=lo, hi=hi, n=n)
-        # Games: every image with outputs from both contestants, asked in both orders (averaged).
-        games: list[tuple[int, int, int, float]] = []
-        for m, item_id in enumerate(subset):
-            for a, b in combinations(range(len(board)), 2):
-                if (a, item_id) in per_output and (b, item_id) in per_output:
-                    x, y = per_output[(a, item_id)], per_output[(b, item_id)]
-                    games.append((m, a, b, (prefer(x, y) + (1.0 - prefer(y, x))) / 2.0))
-        est, lo, hi = bt_with_ci(games, len(board), len(subset), N_BOOT_BT, SEED)
-        for ci, c in enumerate(board):
-            mine = [g for g in games if ci in (g[1], g[2])]
-            c.games = len(mine)
-            won = sum(g[3] if g[1] == ci else 1.0 - g[3] for g in mine)
-            c.win_rate = won / len(mine) if mine else None
-            c.bt, c.bt_lo, c.bt_hi = (float(est[ci]), float(lo[ci]), float(hi[ci])) if mine else (None,) * 3
+        games = _games(subset, len(board), per_output, judged)
+        for c, (n, rate, bt, lo, hi) in zip(board, _rank(board, games, len(subset)), strict=True):
+            c.games, c.win_rate, c.bt, c.bt_lo, c.bt_hi = n, rate, bt, lo, hi
+        human = vote_games(votes or [], [c.name for c in board], subset)
+        for c, (n, rate, bt, lo, hi) in zip(board, _rank(board, human, len(subset)), strict=True):
+            c.human_votes, c.human_win_rate, c.human_bt, c.human_bt_lo, c.human_bt_hi = n, rate, bt, lo, hi
         boards[cat] = sorted(board, key=lambda c: -(c.bt if c.bt is not None else -math.inf))
     return boards

@@ -57,6 +57,8 @@ def _rows(category: str, board: list[ContestantResult]) -> list[dict[str, Any]]:
             "category": category, "rank": rank, "contestant": c.name, "generator": c.generator,
             "model": c.model or "", "prompting": c.prompting, "images": c.done, "failed": c.failed,
             "bt": c.bt, "bt_lo": c.bt_lo, "bt_hi": c.bt_hi, "win_rate": c.win_rate,
+            "human_bt": c.human_bt, "human_bt_lo": c.human_bt_lo, "human_bt_hi": c.human_bt_hi,
+            "human_win_rate": c.human_win_rate, "human_votes": c.human_votes,
             "cost_per_image_usd": c.cost_per_image_usd, "median_latency_s": c.median_latency_s,
         }  # fmt: skip
         for k in cols:
@@ -66,21 +68,58 @@ def _rows(category: str, board: list[ContestantResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def _bt(x: float | None, lo: float | None, hi: float | None) -> str:
+    return "—" if x is None or lo is None or hi is None else f"{x:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.0%}"
+
+
+def _judge_line(summary: BenchSummary) -> str:
+    """Who judged, what it cost, and whether people voted: the sentence above every table."""
+    if summary.judge == "heuristic":
+        who = "judge: heuristic (offline, score-based)"
+    else:
+        who = f"judge: {summary.judge} {summary.judge_model or ''}".rstrip()
+        js = summary.judge_summary
+        if js is not None:
+            cost = "cost unknown (no price)" if js.total_usd is None else f"${js.total_usd:.4f} in all"
+            who += (
+                f" ({js.done} of {js.comparisons} comparisons answered, {js.calls} calls this run, "
+                f"{js.cache_hits} from cache, {js.input_tokens}/{js.output_tokens} tokens in/out, {cost})"
+            )
+    votes = (
+        f"; human BT from {summary.human_votes} people's votes (review app compare mode)"
+        if summary.human_votes
+        else ""
+    )
+    return (
+        f"{summary.images} images, {who}{votes}. Means with bootstrap 95% CIs over images; BT = "
+        "Bradley-Terry log-strength from pairwise preferences, each pair asked in both orders."
+    )
+
+
 def _cell_table(board: list[ContestantResult]) -> tuple[list[str], list[list[str]]]:
     """Header and text cells shared by the Markdown and HTML tables."""
     from ggt.bench.generators import LEADERBOARD_METRICS
 
     cols = _columns(board)
-    head = ["#", "contestant", "BT [95% CI]", "win rate", "$/image", "median latency s"]
+    human = any(c.human_votes for c in board)
+    head = ["#", "contestant", "BT [95% CI]", "win rate"]
+    head += ["human BT [95% CI]", "human win rate", "human votes"] if human else []
+    head += ["$/image", "median latency s"]
     head += [f"{k} {'↓' if LEADERBOARD_METRICS[k] else '↑'}" for k in cols]
     body = []
     for rank, c in enumerate(board, 1):
-        cells = [
-            str(rank), c.name,
-            "—" if c.bt is None else f"{c.bt:+.2f} [{c.bt_lo:+.2f}, {c.bt_hi:+.2f}]",
-            "—" if c.win_rate is None else f"{c.win_rate:.0%}",
-            _fmt(c.cost_per_image_usd, 3), _fmt(c.median_latency_s, 3),
-        ]  # fmt: skip
+        cells = [str(rank), c.name, _bt(c.bt, c.bt_lo, c.bt_hi), _pct(c.win_rate)]
+        if human:
+            cells += [
+                _bt(c.human_bt, c.human_bt_lo, c.human_bt_hi),
+                _pct(c.human_win_rate),
+                str(c.human_votes),
+            ]
+        cells += [_fmt(c.cost_per_image_usd, 3), _fmt(c.median_latency_s, 3)]
         for k in cols:
             s = c.metrics.get(k)
             cells.append("—" if s is None else f"{_fmt(s.mean)} [{_fmt(s.lo)}, {_fmt(s.hi)}]")
@@ -89,9 +128,7 @@ def _cell_table(board: list[ContestantResult]) -> tuple[list[str], list[list[str
 
 
 def write_markdown(path: Path, summary: BenchSummary) -> Path:
-    lines = ["# Generator leaderboard", "", f"{summary.images} images, judge: {summary.judge}. "
-             "Means with bootstrap 95% CIs over images; BT = Bradley-Terry log-strength from pairwise "
-             "judge preferences.", ""]  # fmt: skip
+    lines = ["# Generator leaderboard", "", _judge_line(summary), ""]
     for cat, board in summary.categories.items():
         head, body = _cell_table(board)
         lines += [f"## {cat}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -123,8 +160,7 @@ def write_html(path: Path, summary: BenchSummary, plots: list[str], grid: str | 
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(2){text-align:left}"
         "img{max-width:100%}</style></head><body>",
         "<h1>Generator leaderboard</h1>",
-        f"<p>{summary.images} images, judge: {e(summary.judge)}. Means with bootstrap 95% CIs over images; "
-        "BT = Bradley-Terry log-strength from pairwise judge preferences.</p>",
+        f"<p>{e(_judge_line(summary))}</p>",
     ]
     for cat, board in summary.categories.items():
         head, body = _cell_table(board)
@@ -255,12 +291,7 @@ def write_report_json(
         "generators": [{"generator": n, "model": m} for n, m in specs],
         "prompts": prompts,
         "seeds": {"bootstrap": g.SEED, "bootstrap_resamples": g.N_BOOT, "bt_resamples": g.N_BOOT_BT},
-        "judge": {
-            "name": summary.judge,
-            "pairwise": f"heuristic: higher SSIM to the clean reference (margin {g.REF_TIE}) where there is "
-            f"one, else higher checklist mean (margin {g.JUDGE_TIE}), else higher LQ-HQ fidelity (margin "
-            f"{g.FIDELITY_TIE}), else a tie. Asked in both orders and averaged.",
-        },
+        "judge": _judge_doc(summary),
         "bradley_terry": {"algorithm": "MM (Hunter 2004)", "prior_tie_games": _prior()},
         "overrides": list(overrides or []),
         "summary": summary.model_dump(mode="json"),
@@ -268,6 +299,58 @@ def write_report_json(
     path = out / "report.json"
     text = json.dumps(_json_safe(doc), indent=2, allow_nan=False, default=str)
     write_bytes_atomic(path, text.encode("utf-8"))
+    return path
+
+
+def _judge_doc(summary: BenchSummary) -> dict[str, Any]:
+    from ggt.bench import generators as g
+
+    if summary.judge == "heuristic":
+        return {
+            "name": "heuristic",
+            "pairwise": f"heuristic: higher SSIM to the clean reference (margin {g.REF_TIE}) where there is "
+            f"one, else higher checklist mean (margin {g.JUDGE_TIE}), else higher LQ-HQ fidelity (margin "
+            f"{g.FIDELITY_TIE}), else a tie. Asked in both orders and averaged.",
+        }
+    from ggt.bench.judge import CRITERIA, SCHEMA_VERSION, pairwise_instruction
+
+    return {
+        "name": summary.judge,
+        "model": summary.judge_model,
+        "pairwise": "the VLM sees LQ, A, B and answers {winner: A|B|tie, confidence, reasons per criterion}; "
+        "every pair is asked in both orders and the two answers averaged; a pair counts only where both "
+        "were answered. Answers are in judgments.jsonl.",
+        "criteria": CRITERIA,
+        "schema_version": SCHEMA_VERSION,
+        "instruction_example": pairwise_instruction(None),
+    }
+
+
+def write_manifest(
+    out: Path,
+    names: list[str],
+    items: dict[str, dict[str, Any]],
+    ids: list[str],
+    hq_paths: dict[tuple[int, str], Path],
+) -> Path:
+    """What the review app's compare mode shows: each photo's LQ and every contestant's output, paths
+    relative to `out` (the app serves nothing outside it)."""
+    root = out.resolve()
+
+    def rel(p: Path) -> str:
+        return str(Path(p).resolve().relative_to(root))
+
+    doc = {
+        "contestants": names,
+        "items": [
+            {"id": i, "source_name": items[i]["source_name"], "category": items[i]["category"],
+             "lq": rel(items[i]["lq"]),
+             "hq": {names[ci]: rel(hq_paths[(ci, i)]) for ci in range(len(names)) if (ci, i) in hq_paths}}
+            for i in ids
+        ],
+    }  # fmt: skip
+    path = out / "manifest.json"
+    write_bytes_atomic(path, json.dumps(doc, indent=1).encode("utf-8"))
     return path
 
 

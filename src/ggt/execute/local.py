@@ -97,6 +97,13 @@ def record_outcomes(store: RunStore, stage: str, variant: str, outcomes: list[Ou
                 " message=excluded.message, updated_at=excluded.updated_at",
                 (o.item_id, stage, variant, o.status, dumps(o.result), o.reason, o.message, ts),
             )
+            # Idempotent: the Ray executor commits a shard's outcomes before the stage's own loop records
+            # them again, and a driver that died mid-commit commits the shard again on the rerun.
+            if conn.execute(
+                "SELECT 1 FROM attempts WHERE item_id=? AND stage=? AND variant=? AND started_at=?",
+                (o.item_id, stage, variant, o.started_at),
+            ).fetchone():
+                continue
             conn.execute(
                 "INSERT INTO attempts(item_id, stage, variant, started_at, ended_at, ok, error_class, message)"
                 " VALUES (?,?,?,?,?,?,?,?)",

@@ -96,11 +96,12 @@ class RawImage:
     text: str | None = None
 
 
-def probe_image(data: bytes) -> tuple[str, int, int]:
+def probe_image(data: bytes, *, full: bool = True) -> tuple[str, int, int]:
     """(MIME type, width, height) of encoded image bytes; raises ValueError when they do not decode.
 
     A full decode rather than a header read: truncated or garbled pixel data is exactly the failure this
-    must catch before the bytes are stored as a training target.
+    must catch before the bytes are stored as a training target. `full=False` reads the header only, for
+    callers that decode the pixels themselves next (and fail on bad ones).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -110,7 +111,8 @@ def probe_image(data: bytes) -> tuple[str, int, int]:
             if width * height > MAX_OUTPUT_PIXELS:
                 raise ValueError(f"{width}x{height} is over {MAX_OUTPUT_PIXELS} pixels")
             fmt = im.format or ""
-            im.load()
+            if full:
+                im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
     return _MIME_BY_FORMAT.get(fmt, f"image/{fmt.lower() or 'unknown'}"), width, height
@@ -193,19 +195,26 @@ class APIGenerator(SDKBackend[SDK], ABC):
             raise VLMConfigError("image must be PNG, JPEG or WebP bytes", backend=self.name, model=self.model)
         return mime
 
-    async def generate(self, image: bytes, prompt: str) -> GeneratedImage:
-        """Restore `image` (PNG bytes of the LQ photo, already resized by the caller) as `prompt` asks."""
+    async def generate(self, image: bytes, prompt: str, *, verify: bool = True) -> GeneratedImage:
+        """Restore `image` (PNG bytes of the LQ photo, already resized by the caller) as `prompt` asks.
+
+        `verify=False` checks only the answer's header: for a caller that decodes the pixels itself next
+        (synth does), which saves a full decode per item.
+        """
         mime = self.check_input(image, prompt)
         self._sdk()  # first use imports the SDK and builds its client: not part of the call's latency
         started = time.perf_counter()
         raw = await self._generate(bytes(image), mime, prompt)
-        return await self.finish(raw, time.perf_counter() - started)
+        return await self.finish(raw, time.perf_counter() - started, verify=verify)
 
-    async def finish(self, raw: RawImage, latency_s: float) -> GeneratedImage:
+    async def finish(self, raw: RawImage, latency_s: float, *, verify: bool = True) -> GeneratedImage:
         """A backend's answer -> `GeneratedImage`, once its bytes are proven to decode (else `bad_output`)."""
         try:
-            # A multi-megapixel decode takes tens of milliseconds: off the loop, like the VLMs' encoding.
-            mime, width, height = await asyncio.to_thread(probe_image, raw.data)
+            if verify:
+                # A multi-megapixel decode takes tens of milliseconds: off the loop, like the VLMs' encoding.
+                mime, width, height = await asyncio.to_thread(probe_image, raw.data)
+            else:
+                mime, width, height = probe_image(raw.data, full=False)
         except ValueError as exc:
             raise PermanentVLMError(
                 f"the returned image does not decode ({len(raw.data)} bytes): {exc}",

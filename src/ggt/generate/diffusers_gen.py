@@ -210,6 +210,9 @@ class DiffusersGenerator:
             "image_guidance_scale": opts.image_guidance_scale,
             "height": wh[1],
             "width": wh[0],
+            # FLUX Kontext otherwise rescales every input to about one megapixel, ignoring max_side.
+            "max_area": wh[0] * wh[1],
+            "_auto_resize": False,
         }
         # Pipelines differ in what they take (img2img has no image_guidance_scale or height): pass only what
         # this one accepts, and leave unset scales to the pipeline's own defaults.

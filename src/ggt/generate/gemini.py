@@ -11,12 +11,12 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from ggt.generate.api import APIGenerator, GeneratedImage, GeneratorOptions, ImageUsage, RawImage, error_usage
+from ggt.generate.api import APIGenerator, GeneratorOptions, ImageUsage, RawImage, error_usage
+from ggt.generate.batch import BatchItemResult, BatchRequest, BatchStatus, Submission
 from ggt.vlm.errors import (
     EmptyResponseError,
     PermanentVLMError,
@@ -190,39 +190,6 @@ def _usage(meta: Any) -> ImageUsage:
 # Batch API
 
 
-@dataclass(frozen=True)
-class BatchRequest:
-    """One item of a batch: `key` (e.g. the item id) comes back with its answer."""
-
-    key: str
-    image: bytes
-    prompt: str
-
-
-class BatchStatus(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(description='the job\'s name ("batches/..."): store it to resume after a restart')
-    state: str = Field(description='the SDK\'s job state, e.g. "JOB_STATE_RUNNING"')
-    done: bool
-    succeeded: bool
-    display_name: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class BatchItemResult:
-    """One item's outcome: exactly one of `image` and `error` is set."""
-
-    key: str
-    image: GeneratedImage | None = None
-    error: VLMError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.image is not None
-
-
 _DONE_STATES = frozenset(
     {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 )
@@ -256,9 +223,22 @@ class GeminiBatch:
     one call that must not be blindly retried: a lost response may still have created a (paid) job.
     """
 
+    # No documented item cap for inline jobs: the byte limit binds first (about 10 1024x1024 PNGs).
+    max_items = 1000
+
     def __init__(self, generator: GeminiGenerator, *, max_request_bytes: int = INLINE_BATCH_LIMIT) -> None:
         self.generator = generator
         self.max_request_bytes = max_request_bytes
+
+    @staticmethod
+    def request_bytes(request: BatchRequest) -> int:
+        # Base64 inflates each image by 4/3; the prompt and JSON framing are small next to it.
+        return len(request.image) * 4 // 3 + len(request.prompt.encode()) + 512
+
+    async def submit_job(
+        self, requests: Sequence[BatchRequest], *, display_name: str | None = None
+    ) -> Submission:
+        return Submission(await self.submit(requests, display_name=display_name))
 
     async def submit(self, requests: Sequence[BatchRequest], *, display_name: str | None = None) -> str:
         """Create the job; returns its name. Inputs are checked before anything is sent."""
@@ -270,8 +250,7 @@ class GeminiBatch:
         keys = [r.key for r in requests]
         if len(set(keys)) != len(keys):
             raise VLMConfigError("batch request keys must be unique", backend=gen.name, model=gen.model)
-        # Base64 inflates each image by 4/3; the prompt and JSON framing are small next to it.
-        size = sum(len(r.image) * 4 // 3 + len(r.prompt.encode()) + 512 for r in requests)
+        size = sum(self.request_bytes(r) for r in requests)
         if size > self.max_request_bytes:
             raise VLMConfigError(
                 f"the batch is about {size / 1e6:.1f} MB inline, over the {self.max_request_bytes / 1e6:.0f} MB "

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ggt.config import GeometryConfig
+from ggt.imaging import to_float, to_uint8
 
 
 class Transform(BaseModel):
@@ -58,12 +59,21 @@ def plan(w: int, h: int, cfg: GeometryConfig) -> Transform:
 
 
 def prepare(lq: np.ndarray, cfg: GeometryConfig) -> tuple[np.ndarray, Transform]:
-    """The image to send and the transform that maps an answer back."""
+    """The image to send (float in [0, 1], or uint8 from a uint8 LQ) and the transform that maps an answer
+    back."""
     h, w = lq.shape[:2]
     t = plan(w, h, cfg)
     if t.policy == "native":
         return lq, t
     x, y, nw, nh = t.content_box
+    if lq.dtype == np.uint8:
+        if (nw, nh) == (w, h):
+            # Nothing to resample: stay 8-bit. The bytes sent (and so the request key) are exactly those
+            # of the float path, whose encoder rounds to the same 8-bit values, pad included.
+            canvas = np.full((cfg.size, cfg.size, lq.shape[2]), to_uint8(np.float32(cfg.pad_value)), np.uint8)
+            canvas[y : y + nh, x : x + nw] = lq
+            return canvas, t
+        lq = to_float(lq)  # resampling in float, as always: the same bytes as before, the same keys
     interp = cv2.INTER_AREA if nw < w else cv2.INTER_CUBIC
     canvas = np.full((cfg.size, cfg.size, lq.shape[2]), cfg.pad_value, dtype=lq.dtype)
     canvas[y : y + nh, x : x + nw] = cv2.resize(lq, (nw, nh), interpolation=interp)
@@ -71,7 +81,8 @@ def prepare(lq: np.ndarray, cfg: GeometryConfig) -> tuple[np.ndarray, Transform]
 
 
 def restore_framing(hq: np.ndarray, t: Transform, aspect_tolerance: float = 0.03) -> np.ndarray:
-    """Map a generator's answer back to the LQ's framing at `t.out_size`; GeometryError if it cannot be."""
+    """Map a generator's answer (float in [0, 1] or uint8, kept) back to the LQ's framing at `t.out_size`;
+    GeometryError if it cannot be."""
     gh, gw = hq.shape[:2]
     sw, sh = t.sent_size
     expected = (sw / sh) if t.policy == "pad_square" else _ratio(t.aspect or f"{sw}:{sh}")
@@ -87,8 +98,11 @@ def restore_framing(hq: np.ndarray, t: Transform, aspect_tolerance: float = 0.03
     ow, oh = t.out_size
     # Native answers at the closest supported aspect are resized (not cropped) back: the generator was
     # shown the whole LQ, so its whole answer is the scene, slightly stretched.
-    interp = cv2.INTER_AREA if hq.shape[1] > ow else cv2.INTER_CUBIC
-    return np.clip(cv2.resize(hq, (ow, oh), interpolation=interp), 0.0, 1.0)
+    if (hq.shape[1], hq.shape[0]) != (ow, oh):
+        interp = cv2.INTER_AREA if hq.shape[1] > ow else cv2.INTER_CUBIC
+        hq = cv2.resize(hq, (ow, oh), interpolation=interp)
+    # 8-bit answers stay 8-bit (cv2 saturates); float ones are clipped (cubic overshoots).
+    return hq if hq.dtype == np.uint8 else np.clip(hq, 0.0, 1.0)
 
 
 def color_transfer(hq: np.ndarray, lq: np.ndarray) -> np.ndarray:

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from ggt.generate.api import APIGenerator, GeneratorOptions, ImageUsage, RawImage, error_usage
+from ggt.generate.batch import BatchItemResult, BatchRequest, BatchStatus, Submission
 from ggt.vlm.base import resolve_api_key
-from ggt.vlm.errors import EmptyResponseError, VLMError
-from ggt.vlm.openai_chat import _NO_KEY, OpenAIVLM
+from ggt.vlm.errors import (
+    EmptyResponseError,
+    PermanentVLMError,
+    RetryableVLMError,
+    SafetyBlockError,
+    VLMConfigError,
+    VLMError,
+    error_for_status,
+    redact,
+)
+from ggt.vlm.openai_chat import _NO_KEY, _SAFETY_CODES, OpenAIVLM
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -155,3 +167,185 @@ def _usage(usage: Any) -> ImageUsage:
         output_text_tokens=getattr(made, "text_tokens", None),
         output_image_tokens=getattr(made, "image_tokens", None),
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Batch API
+
+# OpenAI's limits on one batch input file: 50,000 requests and 200 MB (a margin kept for the JSON framing).
+BATCH_MAX_ITEMS = 50_000
+BATCH_MAX_BYTES = 190_000_000
+BATCH_ENDPOINT = "/v1/images/edits"
+_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+class OpenAIBatch:
+    """OpenAI's Batch API on the images endpoint: a JSONL file of `/v1/images/edits` requests.
+
+        batch = OpenAIBatch(generator)
+        sub = await batch.submit_job([BatchRequest(key, png, prompt), ...])   # uploads, then creates
+        ...store sub.name (and sub.detail["input_file_id"]); after a restart, resume from the name...
+        status = await batch.status(sub.name)
+        for item in await batch.results(sub.name): ...
+
+    The SDK's `batches.create` accepts the endpoint "/v1/images/edits" (openai 3.x). A batch line cannot
+    carry a multipart upload, so each request uses the images API's JSON form: the LQ photo goes in
+    `images: [{"image_url": "data:image/png;base64,..."}]` (gpt-image models only; DALL-E edits need
+    multipart). Other fields are `images.edit`'s, from the same options. Answers are read with the same
+    rules as a direct call, so the two are interchangeable.
+    """
+
+    max_items = BATCH_MAX_ITEMS
+
+    def __init__(self, generator: OpenAIImagesGenerator, *, max_request_bytes: int = BATCH_MAX_BYTES) -> None:
+        if isinstance(generator, OpenAICompatibleImagesGenerator):
+            raise VLMConfigError(
+                "batch mode is for OpenAI's own Batch API; an OpenAI-compatible server has none (run without --batch)",
+                backend=generator.name, model=generator.model, reason="unsupported",
+            )  # fmt: skip
+        self.generator = generator
+        self.max_request_bytes = max_request_bytes
+
+    @staticmethod
+    def request_bytes(request: BatchRequest) -> int:
+        return len(request.image) * 4 // 3 + len(request.prompt.encode()) + 512
+
+    def line(self, request: BatchRequest) -> bytes:
+        """One JSONL line: the images API's JSON body for this request."""
+        gen = self.generator
+        mime = gen.check_input(request.image, request.prompt)
+        data_url = f"data:{mime};base64,{base64.b64encode(request.image).decode('ascii')}"
+        body = {
+            "model": gen.model,
+            "prompt": request.prompt,
+            "images": [{"image_url": data_url}],
+            **gen.edit_params(),
+        }
+        line = {"custom_id": request.key, "method": "POST", "url": BATCH_ENDPOINT, "body": body}
+        return json.dumps(line, separators=(",", ":")).encode("utf-8") + b"\n"
+
+    async def submit_job(
+        self, requests: Sequence[BatchRequest], *, display_name: str | None = None
+    ) -> Submission:
+        """Upload the JSONL file (purpose "batch"), then create the job; inputs are checked first."""
+        gen = self.generator
+        where: dict[str, Any] = {"backend": gen.name, "model": gen.model}
+        if not requests:
+            raise VLMConfigError("a batch needs at least one request", **where)
+        keys = [r.key for r in requests]
+        if len(set(keys)) != len(keys):
+            raise VLMConfigError("batch request keys must be unique", **where)
+        if len(requests) > self.max_items:
+            raise VLMConfigError(f"a batch holds at most {self.max_items} requests", **where)
+        payload = b"".join(self.line(r) for r in requests)
+        if len(payload) > self.max_request_bytes:
+            raise VLMConfigError(
+                f"the batch file is {len(payload) / 1e6:.1f} MB, over the {self.max_request_bytes / 1e6:.0f} MB limit",
+                **where,
+            )
+        name = f"{display_name or 'ggt-batch'}.jsonl"
+        uploaded = await gen._call(
+            lambda sdk: sdk.files.create(file=(name, payload, "application/jsonl"), purpose="batch")
+        )
+        metadata = {"ggt": display_name} if display_name else None
+        job = await gen._call(
+            lambda sdk: sdk.batches.create(
+                completion_window="24h", endpoint=BATCH_ENDPOINT, input_file_id=uploaded.id, metadata=metadata
+            )
+        )
+        return Submission(str(job.id), {"input_file_id": uploaded.id})
+
+    async def status(self, name: str) -> BatchStatus:
+        return _batch_status(await self.generator._call(lambda sdk: sdk.batches.retrieve(name)))
+
+    async def cancel(self, name: str) -> None:
+        await self.generator._call(lambda sdk: sdk.batches.cancel(name))
+
+    async def _file_lines(self, file_id: str | None) -> list[dict[str, Any]]:
+        if not file_id:
+            return []
+        content = await self.generator._call(lambda sdk: sdk.files.content(file_id))
+        lines = []
+        for raw in content.content.splitlines():
+            if raw.strip():
+                try:
+                    lines.append(json.loads(raw))
+                except ValueError:
+                    continue  # a damaged line: its item is reported as unanswered below
+        return lines
+
+    async def results(self, name: str) -> list[BatchItemResult]:
+        """Each answered item's image or classified error. An expired or cancelled job keeps the answers it
+        has; the items it never ran are not listed (the caller reports them as unanswered)."""
+        gen = self.generator
+        where: dict[str, Any] = {"backend": gen.name, "model": gen.model}
+        job = await gen._call(lambda sdk: sdk.batches.retrieve(name))
+        status = _batch_status(job)
+        if not status.done:
+            raise RetryableVLMError(
+                f"batch {name} is {status.state}, not done yet", reason="conflict", **where
+            )
+        if status.state == "failed":
+            detail = f": {status.error}" if status.error else ""
+            raise PermanentVLMError(f"batch {name} failed{detail}", reason="batch_failed", **where)
+        latency = float(
+            (job.completed_at or job.expired_at or job.cancelled_at or job.created_at) - job.created_at
+        )
+        results = []
+        for line in [*await self._file_lines(job.output_file_id), *await self._file_lines(job.error_file_id)]:
+            key = str(line.get("custom_id") or "")
+            if key:
+                results.append(await self._item(key, line, max(0.0, latency)))
+        return results
+
+    async def _item(self, key: str, line: dict[str, Any], latency: float) -> BatchItemResult:
+        gen = self.generator
+        where: dict[str, Any] = {"backend": gen.name, "model": gen.model}
+        error = line.get("error")
+        response = line.get("response") or {}
+        if isinstance(error, dict) and error:
+            code = str(error.get("code") or "")
+            message = redact(str(error.get("message") or "no message"), gen._secrets())
+            # batch_expired: the job ran out of its window before this item; asking again may well work.
+            cls, reason = (
+                (RetryableVLMError, "timeout")
+                if code == "batch_expired"
+                else (PermanentVLMError, "invalid_request")
+            )
+            return BatchItemResult(key, error=cls(f"item failed ({code}): {message}", reason=reason, **where))
+        status = int(response.get("status_code") or 0)
+        body = response.get("body")
+        if status != 200:
+            err = body.get("error", {}) if isinstance(body, dict) else {}
+            err = err if isinstance(err, dict) else {}
+            code = err.get("code")
+            cls, reason = error_for_status(status)
+            if code in _SAFETY_CODES:
+                cls, reason = SafetyBlockError, "safety_block"
+            message = redact(str(err.get("message") or f"HTTP {status}"), gen._secrets())
+            code_text = f" {code}" if code else ""
+            return BatchItemResult(
+                key, error=cls(f"HTTP {status}{code_text}: {message}", reason=reason, status=status, **where)
+            )
+        try:
+            from openai.types import ImagesResponse
+
+            raw = gen._read(ImagesResponse.model_validate(body))
+            return BatchItemResult(key, image=await gen.finish(raw, latency))
+        except VLMError as err:
+            return BatchItemResult(key, error=err)
+        except ValueError as exc:  # pydantic: a body that is not an images response
+            return BatchItemResult(key, error=EmptyResponseError(f"unreadable answer: {exc}", **where))
+
+
+def _batch_status(job: Any) -> BatchStatus:
+    state = str(job.status)
+    errors = getattr(getattr(job, "errors", None), "data", None) or []
+    error = "; ".join(str(e.message) for e in errors if getattr(e, "message", None)) or None
+    counts = getattr(job, "request_counts", None)
+    return BatchStatus(
+        name=str(job.id), state=state, done=state in _TERMINAL, succeeded=state == "completed",
+        display_name=(job.metadata or {}).get("ggt"), error=error,
+        completed=None if counts is None else counts.completed + counts.failed,
+        total=None if counts is None else counts.total,
+    )  # fmt: skip

@@ -12,6 +12,7 @@ import inspect
 import json
 import re
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,16 @@ from ggt.progress import ProgressFn
 from ggt.store import Run
 
 STAGE = "synth"
+BATCH_GENERATORS = ("gemini", "openai")
 BATCH = 16
 PREFETCH = 8  # API jobs built ahead in threads
 _SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class BatchOptions(BaseModel):
+    size: int | None = None
+    poll_s: float = 30.0
+    max_poll_s: float = 600.0
 
 
 class SynthSummary(BaseModel):
@@ -53,6 +61,8 @@ class SynthSummary(BaseModel):
     price_known: bool = True
     budget_exhausted: bool = False
     dry_run: bool = False
+    batch: bool = False
+    batch_jobs: list[str] = Field(default_factory=list, description="batch mode: the vendor jobs collected")
     failures: dict[str, int] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
@@ -63,6 +73,65 @@ def variant_name(generator: str, model: str | None) -> str:
     if not _SAFE.match(name):
         raise ConfigError(f"generator/model name {name!r} may hold only letters, digits, '.', '_' and '-'")
     return name
+
+
+def _slug(path_or_id: str) -> str:
+    """A readable variant part for a local model or LoRA: its folder name, or folder and stem for a weights
+    file (LoRA files are often all called `pytorch_lora_weights`); unsafe characters become '_'."""
+    p = Path(path_or_id.rstrip("/\\"))
+    name = f"{p.parent.name}_{p.stem}" if p.suffix in (".safetensors", ".bin", ".pt", ".ckpt") else p.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip("_") or "model")
+
+
+def local_variant(cfg: SynthConfig) -> str:
+    """The variant of a local generator: its model and LoRA are part of the name, so switching either
+    starts a new `hq/` folder instead of passing off the old outputs as done."""
+    model, lora = cfg.options.get("model"), cfg.options.get("lora")
+    name = (
+        cfg.generator
+        + (f"-{_slug(str(model))}" if model else "")
+        + (f"-lora-{_slug(str(lora))}" if lora else "")
+    )
+    return variant_name(name, None)
+
+
+def variant_for(generator: str, model: str | None, lora: str | None = None) -> str:
+    """The variant `synth(generator=, model=, lora=)` writes to, without opening a run."""
+    cfg = SynthConfig(generator=generator, model=model, options={"lora": lora} if lora else {})
+    from ggt.generate import GENERATORS
+
+    return (
+        local_variant(_apply_local_model(cfg)) if generator in GENERATORS else variant_name(generator, model)
+    )
+
+
+def _apply_local_model(cfg: SynthConfig) -> SynthConfig:
+    """`--model` (and `--lora`) of a local generator are its options: a pipeline folder is not a vendor model."""
+    from ggt.generate import GENERATORS
+
+    if cfg.generator not in GENERATORS or not cfg.model:
+        return cfg
+    if "model" not in GENERATORS[cfg.generator].Options.model_fields:
+        raise ConfigError(f"the {cfg.generator} generator takes no model (got --model {cfg.model})")
+    return cfg.model_copy(update={"options": {**cfg.options, "model": cfg.model}, "model": None})
+
+
+def _forget_other_generator(config_path: Path, generator: str) -> None:
+    """Drop the saved model and options when the run switches generator.
+
+    A run's config.yaml keeps every stage's settings (provenance, and a model named once stays named), but
+    another generator must not inherit them: backend options are typed models that forbid each other's
+    fields, and a vendor model is no pipeline folder.
+    """
+    if not config_path.is_file():
+        return
+    data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    saved = data.get("synth") or {}
+    if saved.get("generator", "classical") == generator:
+        return
+    had = saved.pop("model", None) is not None
+    if bool(saved.pop("options", None)) or had:
+        write_bytes_atomic(config_path, yaml.safe_dump(data, sort_keys=False).encode("utf-8"))
 
 
 def price_table(cfg: SynthConfig) -> dict[str, Price]:
@@ -104,36 +173,63 @@ def synth(
     config: Path | None = None,
     overrides: list[str] | None = None,
     progress: ProgressFn | None = None,
+    batch: bool = False,
+    batch_size: int | None = None,
+    batch_poll_s: float = 30.0,
+    batch_max_poll_s: float = 600.0,
+    lora: str | None = None,
 ) -> SynthSummary:
-    """Generate the HQ target of every analysed item not yet done by this generator. Resumable."""
+    """Generate the HQ target of every analysed item not yet done by this generator. Resumable.
+
+    `batch`: through the vendor's Batch API (gemini, openai; about half price, answers within 24 hours):
+    jobs of at most `batch_size` requests (default: the vendor's limits), polled every `batch_poll_s`
+    seconds, growing to `batch_max_poll_s`. An interrupted run resumes the jobs it submitted.
+    """
     extra = list(overrides or [])
     extra += [f"synth.generator={generator}"] if generator else []
     extra += [f"synth.model={model}"] if model else []
     extra += [f"synth.concurrency={concurrency}"] if concurrency else []
+    extra += [f"synth.options.lora={lora}"] if lora else []
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError("batch_size must be at least 1")
     with Run.open(run) as r:
-        cfg = r.resolve_config(config, extra).synth
-        variant = variant_name(cfg.generator, cfg.model)
+        from ggt.generate import API_GENERATORS, GENERATORS, available_generators
+
+        if generator:
+            _forget_other_generator(r.config_path, generator)
+        cfg = _apply_local_model(r.resolve_config(config, extra).synth)
+        local = cfg.generator in GENERATORS
+        variant = local_variant(cfg) if local else variant_name(cfg.generator, cfg.model)
         rows, done_before, not_analysed = _pending(r, variant)
+        model_used = cfg.options.get("model") if local else cfg.model
         summary = SynthSummary(
-            run=str(run), generator=cfg.generator, model=cfg.model, variant=variant, planned=len(rows),
-            already_done=done_before, not_analysed=not_analysed, dry_run=dry_run,
+            run=str(run), generator=cfg.generator, model=model_used, variant=variant, planned=len(rows),
+            already_done=done_before, not_analysed=not_analysed, dry_run=dry_run, batch=batch,
         )  # fmt: skip
         if not_analysed:
             summary.notes.append(
                 f"{not_analysed} items are not analysed yet and were left out: run `ggt analyze`"
             )
-        from ggt.generate import API_GENERATORS, GENERATORS, available_generators
-
         if cfg.generator not in GENERATORS and cfg.generator not in API_GENERATORS:
             raise ConfigError(
                 f"unknown generator {cfg.generator!r}; choose from {', '.join(available_generators())}"
             )
-        if cfg.generator in GENERATORS:
+        if batch and cfg.generator not in BATCH_GENERATORS:
+            raise ConfigError(
+                f"--batch works with {' and '.join(BATCH_GENERATORS)} (their vendors' Batch APIs), not {cfg.generator!r}"
+            )
+        if batch:
+            opts = BatchOptions(size=batch_size, poll_s=batch_poll_s, max_poll_s=batch_max_poll_s)
+            _run_api(r, cfg, variant, rows, summary, budget, dry_run, progress, batch=opts)
+        elif local:
             summary.estimated_usd = 0.0
             if not dry_run:
                 _run_local(r, cfg, variant, rows, summary, progress)
         else:
-            _run_api(r, cfg, variant, rows, summary, budget, dry_run, progress)
+            from ggt.execute.ray_exec import run_synth_api, settings
+
+            run_api = run_synth_api if settings(r).executor == "ray" else _run_api
+            run_api(r, cfg, variant, rows, summary, budget, dry_run, progress)
     return summary
 
 
@@ -187,7 +283,9 @@ def _run_local(
     total, settled = len(rows), 0
     if progress:
         progress(0, total)
-    for o in bounded_map(_restore_local, args, cfg.workers):
+    from ggt.execute.ray_exec import mapper_for
+
+    for o in mapper_for(r, STAGE, variant, bounded_map)(_restore_local, args, cfg.workers):
         batch.append(o)
         if o.status == "done":
             summary.done += 1
@@ -233,6 +331,7 @@ def _run_api(
     budget_usd: float | None,
     dry_run: bool,
     progress,
+    batch: BatchOptions | None = None,
 ) -> None:
     from ggt.engine import (
         Budget,
@@ -251,7 +350,7 @@ def _run_api(
     if not cfg.model:
         raise ConfigError(f"generator {cfg.generator!r} needs a model: --model NAME or synth.model in config")
     price = price_table(cfg).get(f"{cfg.generator}/{cfg.model}")
-    pricing = _pricing(price)
+    pricing = _pricing(price, batch=batch is not None)
     summary.price_known = pricing is not None
     spent_before = float(
         r.store.scalar(
@@ -276,7 +375,8 @@ def _run_api(
     meta = {row["id"]: row for row in rows}
 
     def build(row: Any) -> Any:
-        lq = read_image(r.root / row["lq_path"])
+        # 8-bit in: `prepare` keeps it 8-bit when nothing is resampled, which spares two float conversions.
+        lq = decode_image(r.root / row["lq_path"]).rgb
         sent, _ = prepare(lq, cfg.geometry)
         req = Request(
             backend=cfg.generator, model=cfg.model, prompt=json.loads(row["analysis"])["prompt"],
@@ -296,20 +396,28 @@ def _run_api(
             yield await ahead.popleft()
 
     def check(data: bytes, transform: Any) -> np.ndarray:
+        """The answer decoded and mapped back to the LQ's framing, as 8-bit RGB; `bad_output` if it cannot be."""
         try:
-            answer = to_float(decode_image(data).rgb)
-            return restore_framing(answer, transform, cfg.geometry.aspect_tolerance)
+            # 8-bit throughout: a float round trip would cost ~15 ms per 1024x1024 answer for no change.
+            return restore_framing(decode_image(data).rgb, transform, cfg.geometry.aspect_tolerance)
         except (ImageDecodeError, GeometryError) as exc:
             raise PermanentError(f"unusable answer: {exc}", reason="bad_output") from None
 
+    # The framed answer `finish` decoded, kept (8-bit: 3 MB at 1024x1024) until `on_result` writes it, so
+    # each answer is decoded once. An answer served from the cache is not here and is decoded there.
+    framed: dict[str, np.ndarray] = {}
+
     def on_result(job: Any, data: bytes) -> dict[str, Any]:
         row = meta[job.item_id]
-        lq = read_image(r.root / row["lq_path"])
-        transform = plan(lq.shape[1], lq.shape[0], cfg.geometry)
-        hq = check(data, transform)
+        # The transform depends only on the LQ's size, which the store knows: the LQ is read only when
+        # its colours are needed.
+        transform = plan(int(row["width"]), int(row["height"]), cfg.geometry)
+        hq = framed.pop(job.item_id, None)
+        if hq is None:
+            hq = check(data, transform)
         category = json.loads(row["analysis"])["report"]["category"]
         if category in cfg.color_transfer:
-            hq = color_transfer(hq, lq)
+            hq = color_transfer(to_float(hq), read_image(r.root / row["lq_path"]))
         path = out_dir / f"{job.item_id}.png"
         write_bytes_atomic(path, encode_image(hq, "png"))
         return {
@@ -318,8 +426,7 @@ def _run_api(
             "transform": transform.model_dump(mode="json"), "color_transfer": category in cfg.color_transfer,
         }  # fmt: skip
 
-    async def call(job: Any) -> Response:
-        img = await gen.generate(job.request.input_bytes, job.request.prompt)
+    async def finish(job: Any, img: Any) -> Response:
         usage = {**img.usage.model_dump(exclude_none=True), "images": 1}
         row = meta[job.item_id]
         # Checked before the engine caches it: an unusable answer must not be served from the cache for
@@ -327,28 +434,61 @@ def _run_api(
         # transform depends only on the LQ's size, which the store knows: no decode needed.
         transform = plan(int(row["width"]), int(row["height"]), cfg.geometry)
         try:
-            await asyncio.to_thread(check, img.data, transform)
+            framed[job.item_id] = await asyncio.to_thread(check, img.data, transform)
         except PermanentError as exc:
             exc.usage = usage  # billed all the same: the engine records its cost
             raise
         return Response(data=img.data, usage=usage, meta={"model_version": img.model_version})
 
+    async def call(job: Any) -> Response:
+        # Header-only check in the generator: `finish` decodes the pixels (once) and fails bad ones.
+        return await finish(
+            job, await gen.generate(job.request.input_bytes, job.request.prompt, verify=False)
+        )
+
+    shown = {"settled": 0, "total": len(rows), "spent": 0.0}
+
     def report(done: int, failed: int, total: int, spent: float) -> None:
+        shown.update(settled=done + failed, total=total, spent=spent)
         if progress:
             progress(done + failed, total, spent_usd=spent)
 
+    def status(text: str) -> None:
+        if progress:
+            try:
+                progress(shown["settled"], shown["total"], spent_usd=shown["spent"], status=text)
+            except TypeError:  # a caller's progress function without `status`
+                progress(shown["settled"], shown["total"], spent_usd=shown["spent"])
+
+    from ggt.execute.hooks import engine_parts
+
     cache_root = cfg.cache_dir or r.cache_dir
+    # Inside a Ray shard: the shared cache, and the cluster-wide budget and limits (execute/hooks.py).
+    cache, budget_obj, limiter = engine_parts(
+        RequestCache(Path(cache_root), r.store),
+        Budget(
+            budget_usd, {f"{cfg.generator}/{cfg.model}": pricing} if pricing else None, spent_usd=spent_before
+        ),
+    )
     engine = Engine(
-        r.store, RequestCache(Path(cache_root), r.store), STAGE,
+        r.store, cache, STAGE,
         default_limits=Limits(concurrency=cfg.concurrency, requests_per_minute=cfg.requests_per_minute),
-        retry=RetryPolicy(max_attempts=cfg.max_attempts),
-        budget=Budget(budget_usd, {f"{cfg.generator}/{cfg.model}": pricing} if pricing else None,
-                      spent_usd=spent_before),
+        retry=RetryPolicy(max_attempts=cfg.max_attempts), budget=budget_obj, limiter=limiter,
         on_result=on_result, progress=report, call_timeout_s=cfg.call_timeout_s,
     )  # fmt: skip
 
     async def main():
+        # Threads mostly wait (fsync of cache and HQ files, ~10 ms each) or run codecs that release the GIL;
+        # the loop's default pool (cores + 4 threads) would queue them behind each other and idle the CPU.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(
+                max_workers=max(8, min(64, cfg.concurrency + PREFETCH)), thread_name_prefix="synth"
+            )
+        )
         try:
+            if batch is not None:
+                return await _batches(r, cfg, variant, gen, engine, jobs(), meta, params, finish, summary,
+                                      batch, budget_usd, spent_before, pricing, status)  # fmt: skip
             return await engine.run(jobs(), call, total=len(rows))
         finally:
             await gen.aclose()
@@ -358,3 +498,39 @@ def _run_api(
     summary.cache_hits, summary.calls, summary.retries = result.cache_hits, result.calls, result.retries
     summary.spent_usd, summary.budget_exhausted = result.spent_usd, result.budget_exhausted
     summary.failures = dict(result.failures)
+
+
+async def _batches(
+    r: Run, cfg: SynthConfig, variant: str, gen: Any, engine: Any, jobs: Any, meta: dict[str, Any],
+    params: dict[str, Any], finish: Any, summary: SynthSummary, opts: BatchOptions, budget_usd: float | None,
+    spent_before: float, pricing: Any, status: Any,
+) -> Any:  # fmt: skip
+    """Batch mode: submit what is neither cached nor already submitted, wait, collect through `engine`."""
+    from ggt.engine import Budget
+    from ggt.generate.batch import BatchLedger, run_batches
+
+    if cfg.generator == "gemini":
+        from ggt.generate.gemini import GeminiBatch
+
+        backend: Any = GeminiBatch(gen)
+    else:
+        from ggt.generate.openai_images import OpenAIBatch
+
+        backend = OpenAIBatch(gen)
+    # The money is committed when a job is submitted, so the cap is enforced there; the engine that
+    # collects the answers must record every one of them, whatever the cap.
+    engine.budget = Budget(
+        None, {f"{cfg.generator}/{cfg.model}": pricing} if pricing else None, spent_usd=spent_before
+    )
+    ledger = BatchLedger(r.store, STAGE, variant, cfg.generator, cfg.model or "")
+    result, stats = await run_batches(
+        backend=backend, ledger=ledger, engine=engine, jobs=jobs, pending_ids=set(meta), params=params,
+        finish=finish, total=len(meta), batch_size=min(opts.size or backend.max_items, backend.max_items),
+        poll_s=opts.poll_s, max_poll_s=opts.max_poll_s, display_prefix=f"ggt-{r.root.name}-{variant}"[:80],
+        cap_usd=budget_usd, committed_usd=spent_before,
+        estimate_usd=0.0 if pricing is None else pricing.estimate(), on_status=status,
+    )  # fmt: skip
+    summary.notes.extend(stats.notes)
+    summary.batch_jobs = stats.jobs
+    result.budget_exhausted = result.budget_exhausted or stats.budget_exhausted
+    return result

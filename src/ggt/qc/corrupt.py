@@ -56,11 +56,100 @@ def scale(hq: np.ndarray, lq: np.ndarray, rng: np.random.Generator, donor: np.nd
     return _warp(hq, cv2.getRotationMatrix2D((w / 2, h / 2), 0, s)), {"scale": round(float(s), 3)}
 
 
+_OPP = np.array([[1.0, 0.0, -1.0], [-0.5, 1.0, -0.5]], np.float32)  # log-gain axes: red-blue, green-magenta
+
+
+def _lab(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.clip(img, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
+
+
+def _rgb(lab: np.ndarray) -> np.ndarray:
+    return np.clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
+
+
+def _blob(h: int, w: int, frac: float, rng: np.random.Generator) -> np.ndarray:
+    """A soft-edged ellipse covering about `frac` of the frame: where a local colour error lands."""
+    ry = math.sqrt(frac * h * w / math.pi * rng.uniform(0.6, 1.6))
+    rx = frac * h * w / math.pi / ry
+    ry, rx = min(ry, h / 2 - 2), min(rx, w / 2 - 2)
+    cy, cx = rng.uniform(ry, h - ry), rng.uniform(rx, w - rx)
+    mask = np.zeros((h, w), np.float32)
+    cv2.ellipse(mask, (round(cx), round(cy)), (round(rx), round(ry)), 0, 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.15 * min(rx, ry)))[..., None]
+
+
+COLOUR_MODES = ("gains", "tint", "hue", "saturation", "local")
+
+
 def colour(hq: np.ndarray, lq: np.ndarray, rng: np.random.Generator, donor: np.ndarray):
-    """A white-balance error: per-channel gains 10-25 % apart, as a wrong colour cast looks."""
-    gains = 1 + rng.uniform(0.10, 0.25, 3) * rng.choice([-1, 1], 3)
-    out = np.clip(hq * gains.astype(np.float32), 0, 1)
-    return out.astype(np.float32), {"gains": [round(float(g), 3) for g in gains]}
+    """A wrong colour, drawn from five kinds a generator produces, each at several magnitudes:
+
+    - `gains`: a white-balance error, per-channel gains in linear light along a random direction of the
+      red-blue / green-magenta plane, 8-30 % (log) at full strength, luminance kept;
+    - `tint`: a uniform cast, the CIELAB a*b* of every pixel moved by 4-14 units in a random direction;
+    - `hue`: every hue rotated by 8-35 degrees (CIELAB LCh);
+    - `saturation`: chroma scaled by 0.45-0.75 or 1.35-1.9;
+    - `local`: a soft region of 10-35 % of the frame re-coloured (hue by 25-90 degrees, or a 8-20 unit
+      tint): a shirt or a car changing colour.
+
+    Hue, saturation and a local hue change do nothing to a grey photo; there the draw falls back to gains
+    or tint, so every corrupted pair really has a colour error.
+    """
+    lab = _lab(hq)
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    grey = float(np.percentile(chroma, 90)) < 6.0
+    mode = str(rng.choice(COLOUR_MODES))
+    if grey and mode in ("hue", "saturation", "local"):
+        mode = str(rng.choice(["gains", "tint", "local"]))
+    params: dict[str, Any] = {"mode": mode}
+    ang = rng.uniform(0, 2 * math.pi)
+    if mode == "gains":
+        mag = rng.uniform(0.08, 0.30)
+        logg = mag * (
+            math.cos(ang) * _OPP[0] / np.linalg.norm(_OPP[0])
+            + math.sin(ang) * _OPP[1] / np.linalg.norm(_OPP[1])
+        )
+        gains = np.exp(logg).astype(np.float32)
+        gains /= float(gains @ np.float32([0.2126, 0.7152, 0.0722]))  # keep the luminance of grey
+        lin = np.where(hq <= 0.04045, hq / 12.92, ((hq + 0.055) / 1.055) ** 2.4) * gains
+        lin = np.clip(lin, 0, 1)
+        out = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055)
+        params["gains"] = [round(float(g), 3) for g in gains]
+    elif mode == "tint":
+        mag = rng.uniform(4.0, 14.0)
+        lab[..., 1] += mag * math.cos(ang)
+        lab[..., 2] += mag * math.sin(ang)
+        out = _rgb(lab)
+        params["tint_ab"] = round(float(mag), 2)
+    elif mode == "hue":
+        deg = rng.uniform(8.0, 35.0) * rng.choice([-1, 1])
+        c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+        a, b = lab[..., 1].copy(), lab[..., 2].copy()
+        lab[..., 1], lab[..., 2] = c * a - s * b, s * a + c * b
+        out = _rgb(lab)
+        params["hue_deg"] = round(float(deg), 1)
+    elif mode == "saturation":
+        f = rng.uniform(0.45, 0.75) if rng.random() < 0.5 else rng.uniform(1.35, 1.9)
+        lab[..., 1:] *= f
+        out = _rgb(lab)
+        params["chroma_factor"] = round(float(f), 3)
+    else:
+        h, w = hq.shape[:2]
+        mask = _blob(h, w, rng.uniform(0.10, 0.35), rng)
+        new = lab.copy()
+        if grey or rng.random() < 0.4:
+            mag = rng.uniform(8.0, 20.0)
+            new[..., 1] += mag * math.cos(ang)
+            new[..., 2] += mag * math.sin(ang)
+            params["tint_ab"] = round(float(mag), 2)
+        else:
+            deg = rng.uniform(25.0, 90.0) * rng.choice([-1, 1])
+            c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+            new[..., 1], new[..., 2] = c * lab[..., 1] - s * lab[..., 2], s * lab[..., 1] + c * lab[..., 2]
+            params["hue_deg"] = round(float(deg), 1)
+        out = hq * (1 - mask) + _rgb(new) * mask
+        params["area"] = round(float(mask.mean()), 3)
+    return np.clip(out, 0, 1).astype(np.float32), params
 
 
 def _detail_location(img: np.ndarray, ph: int, pw: int, rng: np.random.Generator) -> tuple[int, int]:

@@ -81,7 +81,8 @@ class JudgeAnswer(BaseModel):
 # Metrics shown to a VLM judge: the ones a person can relate to what they see.
 INSTRUCTION_METRICS: tuple[str, ...] = (
     "misalign.shift_px", "misalign.scale", "misalign.rotation_deg", "misalign.crop", "fidelity",
-    "local_mismatch.worst", "local_mismatch.mean", "drift.de_mean", "drift.chroma_shift", "psnr", "ssim",
+    "local_mismatch.worst", "local_mismatch.mean", "drift.de_mean", "drift.chroma_shift", "wb.change",
+    "wb.cast_added", "wb.hue_shift", "wb.chroma_ratio", "psnr", "ssim",
     "noise.lq", "noise.hq", "sharpness.lq", "sharpness.hq", "blockiness.lq", "blockiness.hq",
     "niqe.lq", "niqe.hq", "brisque.lq", "brisque.hq",
 )  # fmt: skip
@@ -102,7 +103,9 @@ def judge_instruction(metrics: Mapping[str, float], category: str | None = None)
         "Score 1 for an item that does not apply (no text, no faces).\n"
         f"{items}\n\n"
         "Measured numbers (LQ vs HQ; misalign in LQ pixels; local_mismatch 0 = same structure, 1 = "
-        "unrelated; drift in CIEDE2000; noise/sharpness/blockiness/niqe/brisque per image, lower niqe and "
+        "unrelated; drift in CIEDE2000; wb.change = white-balance change (log chromaticity), wb.hue_shift = "
+        "hue rotation after white balance (degrees), wb.chroma_ratio = HQ/LQ saturation; "
+        "noise/sharpness/blockiness/niqe/brisque per image, lower niqe and "
         f"brisque are better):\n{nums}\n\n"
         "Then give a verdict: keep (a faithful, clean target), reject (unusable), or review (a person "
         "should look), the main failure mode ('none' when keeping), and one or two sentences of explanation."

@@ -17,8 +17,8 @@ the manual review continues. A pair whose latest decision came from a person kee
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -54,6 +54,9 @@ class VariantSummary(BaseModel):
     judge_cached: int = 0
     judge_failed: int = 0
     judge_retries: int = 0
+    judge_calls: int = 0
+    judge_cache_hits: int = 0
+    judge_spent_usd: float = 0.0
     rules: dict[str, int] = Field(default_factory=dict)
     failures: dict[str, int] = Field(default_factory=dict)
 
@@ -130,8 +133,11 @@ def _compute_metrics(
     if progress:
         progress(0, len(todo))
     # One pair runs in-process: starting a pool costs more than the pair.
+    from ggt.execute.ray_exec import mapper_for
+
+    mapper = mapper_for(r, METRICS_STAGE, variant, bounded_map)  # local: the pool; ray: shards on the cluster
     results = (
-        (_metrics_pair(*a) for a in args) if len(args) == 1 else bounded_map(_metrics_pair, args, cfg.workers)
+        (_metrics_pair(*a) for a in args) if len(args) == 1 else mapper(_metrics_pair, args, cfg.workers)
     )
     for o in results:
         batch.append(o)
@@ -174,6 +180,7 @@ def _judge_pairs(
     pairs: list[Any],
     metrics: dict[str, dict[str, Any]],
     vs: VariantSummary,
+    synth_cfg: Any = None,
 ) -> None:
     jvariant = f"{variant}:{judge_id(cfg)}"
     done = _done_results(r, JUDGE_STAGE, jvariant)
@@ -181,98 +188,139 @@ def _judge_pairs(
     vs.judge_cached = sum(1 for p in pairs if p["id"] in done)
     if not todo:
         return
-    if cfg.judge == "heuristic":
-        outcomes = []
-        for p in todo:
-            started = time.time()
-            ans = heuristic_judge(metrics[p["id"]]["metrics"], _category(p))
-            outcomes.append(
-                Outcome(
-                    item_id=p["id"],
-                    result={"judge": "heuristic", "answer": ans.model_dump(mode="json")},
-                    started_at=started,
-                    ended_at=time.time(),
-                )
+    if cfg.judge != "heuristic":
+        # The engine writes the judge's rows itself (cached, retried, costed); see _judge_with_vlm.
+        _judge_with_vlm(r, cfg, variant, todo, metrics, vs, synth_cfg)
+        return
+    outcomes = []
+    for p in todo:
+        started = time.time()
+        ans = heuristic_judge(metrics[p["id"]]["metrics"], _category(p))
+        outcomes.append(
+            Outcome(
+                item_id=p["id"],
+                result={"judge": "heuristic", "answer": ans.model_dump(mode="json")},
+                started_at=started,
+                ended_at=time.time(),
             )
-    else:
-        outcomes = asyncio.run(_judge_with_vlm(r, cfg, variant, todo, metrics, vs))
-    for o in outcomes:
-        if o.status == "done":
-            vs.judged += 1
-        else:
-            vs.judge_failed += 1
-            vs.failures[f"judge:{o.reason}"] = vs.failures.get(f"judge:{o.reason}", 0) + 1
+        )
+    vs.judged += len(outcomes)
     for i in range(0, len(outcomes), BATCH):
         record_outcomes(r.store, JUDGE_STAGE, jvariant, outcomes[i : i + BATCH])
 
 
-async def _judge_with_vlm(
+def _pair_digest(lq_path: Path, hq_path: Path) -> str:
+    """SHA-256 over both images' own digests: the judge's input in the request key (order matters)."""
+    return hashlib.sha256(
+        hashlib.sha256(lq_path.read_bytes()).digest() + hashlib.sha256(hq_path.read_bytes()).digest()
+    ).hexdigest()
+
+
+def _judge_pricing(synth_cfg: Any, cfg: QCConfig, model: str) -> Any:
+    """The judge model's price from the run's price table (`synth.prices` over the shipped one), if any;
+    without one the costs table still gets every call's tokens, at 0 USD."""
+    if synth_cfg is None:
+        return None
+    from ggt.generate.stage import _pricing, price_table
+
+    return _pricing(price_table(synth_cfg).get(f"{cfg.judge}/{model}"))
+
+
+def _judge_with_vlm(
     r: Run,
     cfg: QCConfig,
     variant: str,
     todo: list[Any],
     metrics: dict[str, dict[str, Any]],
     vs: VariantSummary,
-) -> list[Outcome]:
-    from ggt.vlm import PermanentVLMError, RetryableVLMError, VLMError, create_vlm
+    synth_cfg: Any = None,
+) -> None:
+    """Judge `todo` with a VLM through the request engine.
+
+    Every call is keyed by (backend, model, instruction with the measured numbers, digest of the LQ and HQ
+    files, client options) in the run's request cache, so a rerun, a resume after a crash or a lost
+    `qc_judge` row never pays for an answer it already has; rate limits and outages are retried with backoff;
+    every attempt and its token usage land in `attempts` and `costs`.
+    """
+    from ggt.engine import (
+        Budget,
+        Engine,
+        Job,
+        Limits,
+        PermanentError,
+        Request,
+        RequestCache,
+        Response,
+        RetryPolicy,
+    )
+    from ggt.vlm import create_vlm
 
     client = create_vlm(cfg.judge, **cfg.judge_options)
-    sem = asyncio.Semaphore(cfg.concurrency)
-
-    async def one(p: Any) -> Outcome:
-        started = time.time()
+    model = client.model or ""
+    params = client.options.model_dump(mode="json", exclude={"api_key_env", "timeout_s", "base_url"})
+    params["task"] = "qc_judge"
+    jvariant = f"{variant}:{judge_id(cfg)}"
+    paths: dict[str, tuple[Path, Path]] = {}
+    for p in todo:
         hq_rel = json.loads(p["synth"]).get("hq_path") or f"hq/{variant}/{p['id']}.png"
-        try:
-            lq = await asyncio.to_thread(read_image, r.root / p["lq_path"])
-            hq = await asyncio.to_thread(read_image, r.root / hq_rel)
-        except (ImageDecodeError, OSError) as exc:
-            return Outcome(item_id=p["id"], status="failed", reason="unreadable", message=str(exc),
-                           started_at=started)  # fmt: skip
-        instruction = judge_instruction(metrics[p["id"]]["metrics"], _category(p))
-        err: VLMError | None = None
-        for attempt in range(1, cfg.max_attempts + 1):
+        paths[p["id"]] = (r.root / p["lq_path"], r.root / hq_rel)
+
+    def jobs():
+        for p in todo:
+            lq_path, hq_path = paths[p["id"]]
             try:
-                async with sem:
-                    res = await client.request_json([lq, hq], instruction, JudgeAnswer)
-            except RetryableVLMError as exc:
-                err = exc
-                if attempt < cfg.max_attempts:
-                    vs.judge_retries += 1
-                    # Full-jitter backoff, but never shorter than what the server asked for.
-                    delay = random.uniform(0, cfg.retry_base_s * 2 ** (attempt - 1))
-                    await asyncio.sleep(max(delay, min(exc.retry_after_s or 0.0, cfg.retry_max_s)))
-                continue
-            except PermanentVLMError as exc:
-                _record_cost(r, p["id"], cfg, exc.usage)
-                return Outcome(item_id=p["id"], status="failed", reason=exc.reason, message=str(exc),
-                               started_at=started)  # fmt: skip
-            _record_cost(r, p["id"], cfg, res.usage)
-            result = {
-                "judge": judge_id(cfg), "backend": res.backend, "model": res.model,
-                "model_version": res.model_version, "answer": res.data.model_dump(mode="json"),
-                "attempts": attempt, "latency_s": res.latency_s,
-            }  # fmt: skip
-            return Outcome(item_id=p["id"], result=result, started_at=started, ended_at=time.time())
-        assert err is not None
-        return Outcome(item_id=p["id"], status="failed", reason=err.reason,
-                       message=f"gave up after {cfg.max_attempts} attempts: {err}", started_at=started)  # fmt: skip
+                digest = _pair_digest(lq_path, hq_path)
+            except OSError:
+                digest = hashlib.sha256(f"unreadable:{lq_path}:{hq_path}".encode()).hexdigest()
+            instruction = judge_instruction(metrics[p["id"]]["metrics"], _category(p))
+            req = Request(backend=cfg.judge, model=model or cfg.judge, prompt=instruction,
+                          input_sha256=digest, params=params)  # fmt: skip
+            yield Job(p["id"], jvariant, req)
 
-    try:
-        return list(await asyncio.gather(*(one(p) for p in todo)))
-    finally:
-        await client.aclose()
+    async def call(job: Any) -> Response:
+        lq_path, hq_path = paths[job.item_id]
+        try:
+            lq = await asyncio.to_thread(read_image, lq_path)
+            hq = await asyncio.to_thread(read_image, hq_path)
+        except (ImageDecodeError, OSError) as exc:
+            raise PermanentError(str(exc), reason="unreadable") from None
+        res = await client.request_json([lq, hq], job.request.prompt, JudgeAnswer)
+        usage = {k: v for k, v in res.usage.model_dump().items() if v is not None}
+        body = {"backend": res.backend, "model": res.model, "model_version": res.model_version,
+                "latency_s": res.latency_s, "answer": res.data.model_dump(mode="json")}  # fmt: skip
+        # A judge answers text, not an image: no per-image price applies.
+        return Response(data=json.dumps(body).encode(), usage={**usage, "images": 0})
 
+    def on_result(job: Any, data: bytes) -> dict[str, Any]:
+        body = json.loads(data)
+        JudgeAnswer.model_validate(body["answer"])  # a cached answer is checked like a fresh one
+        return {"judge": judge_id(cfg), **body}
 
-def _record_cost(r: Run, item_id: str, cfg: QCConfig, usage: Any) -> None:
-    if usage is None:
-        return
-    with r.store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO costs(item_id, stage, backend, model, usd, input_tokens, output_tokens, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            (item_id, JUDGE_STAGE, cfg.judge, cfg.judge_options.get("model"), None, usage.input_tokens,
-             usage.output_tokens, now()),
-        )  # fmt: skip
+    pricing = _judge_pricing(synth_cfg, cfg, model)
+    engine = Engine(
+        r.store, RequestCache(r.cache_dir, r.store), JUDGE_STAGE,
+        default_limits=Limits(concurrency=cfg.concurrency),
+        retry=RetryPolicy(max_attempts=cfg.max_attempts, base_delay_s=cfg.retry_base_s,
+                          max_delay_s=max(cfg.retry_base_s, cfg.retry_max_s), max_retry_after_s=cfg.retry_max_s),
+        budget=Budget(None, {f"{cfg.judge}/{model}": pricing} if pricing else None),
+        on_result=on_result,
+    )  # fmt: skip
+
+    async def main():
+        try:
+            return await engine.run(jobs(), call, total=len(todo))
+        finally:
+            await client.aclose()
+
+    result = asyncio.run(main())
+    vs.judged += result.done - result.skipped
+    vs.judge_failed += result.failed
+    vs.judge_retries += result.retries
+    vs.judge_calls += result.calls
+    vs.judge_cache_hits += result.cache_hits
+    vs.judge_spent_usd += result.spent_usd
+    for reason, n in result.failures.items():
+        vs.failures[f"judge:{reason}"] = vs.failures.get(f"judge:{reason}", 0) + n
 
 
 # -- decisions -------------------------------------------------------------------------------------------
@@ -407,7 +455,8 @@ def qc(
     extra = [*(overrides or []), *([f"qc.judge={judge}"] if judge else [])]
     extra += [f"qc.policy={policy}"] if policy else []
     with Run.open(run) as r:
-        cfg = r.resolve_config(config, extra).qc
+        full = r.resolve_config(config, extra)
+        cfg = full.qc
         pol = load_policy(cfg.policy)
         summary = QCSummary(run=str(run), policy=pol.source, judge=judge_id(cfg))
         present = [
@@ -429,7 +478,7 @@ def qc(
             pairs = _pairs(r, variant)
             _compute_metrics(r, cfg, variant, pairs, vs, progress)
             metrics = _done_results(r, METRICS_STAGE, variant)
-            _judge_pairs(r, cfg, variant, pairs, metrics, vs)
+            _judge_pairs(r, cfg, variant, pairs, metrics, vs, full.synth)
             summary.decisions_appended += _decide_all(
                 r, cfg, pol, variant, pairs, vs, redo_decisions, summary.notes
             )

@@ -123,6 +123,26 @@ MIGRATIONS: list[str] = [
     ALTER TABLE decisions ADD COLUMN undoes INTEGER REFERENCES decisions(id);
     ALTER TABLE decisions ADD COLUMN restores INTEGER REFERENCES decisions(id);
     """,
+    # 3: people's pairwise preferences (the review app's compare mode over a benchmark's bench store). One row
+    # per vote, append-only like decisions: which contestant was shown left and which right (the page's
+    # random order, as the server dealt it), the choice, and the voter when one gave a name.
+    """
+    CREATE TABLE preferences (
+        id            INTEGER PRIMARY KEY,
+        item_id       TEXT NOT NULL REFERENCES items(id),
+        left_name     TEXT NOT NULL,
+        right_name    TEXT NOT NULL,
+        choice        TEXT NOT NULL CHECK (choice IN ('left', 'right', 'tie', 'skip')),
+        voter         TEXT,
+        shown_at      REAL,
+        created_at    REAL NOT NULL
+    );
+    CREATE INDEX preferences_item ON preferences(item_id, left_name, right_name);
+    CREATE TRIGGER preferences_append_only_update BEFORE UPDATE ON preferences
+        BEGIN SELECT RAISE(ABORT, 'preferences are append-only'); END;
+    CREATE TRIGGER preferences_append_only_delete BEFORE DELETE ON preferences
+        BEGIN SELECT RAISE(ABORT, 'preferences are append-only'); END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

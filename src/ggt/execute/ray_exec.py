@@ -1,0 +1,413 @@
+"""The Ray executor: a stage's pending items in shards, each shard one Ray task running the stage's own code.
+
+Workers never open the run store. A shard task reads its spec from shard storage (fsspec), runs the same
+per-item function the local executor runs (or, for API generators, the same engine-driven stage code over
+a scratch store), writes the outputs (atomically, into the run folder on the shared file system), then a
+result file and a done marker. The driver commits each finished shard into the store (idempotently) and
+marks it committed. A rerun commits shards that finished while the driver was away, re-runs the rest,
+and the content-addressed request cache in shared storage keeps paid calls from repeating.
+
+See docs/ray.md for clusters, resources, storage and what happens when a node dies.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ggt.config import ConfigError, ExecuteConfig, RayResources, load_config
+from ggt.execute import shards as sh
+from ggt.execute.local import Outcome, bounded_map
+from ggt.execute.storage import FsspecRequestCache, Storage
+from ggt.store import Run, RunStore
+
+RAY_HINT = "the ray executor needs Ray: pip install 'ggt[ray]'"
+KILL_FILE_ENV = "GGT_TEST_KILL_FILE"  # tests only: a worker exits hard after N items (see _maybe_die)
+POLL_S = 0.25
+STATS: Counter[str] = Counter()  # shard counts and overhead seconds of the last runs (benchmarks read it)
+LEASE_S = 10.0  # a dead worker's API slots and reservations come back after this (limiter.py)
+
+
+# -- settings and connection -----------------------------------------------------------------------------
+
+
+def settings(r: Run) -> ExecuteConfig:
+    """The run's `execute` section, as the stage just resolved and saved it."""
+    return load_config(r.config_path if r.config_path.exists() else None).execute
+
+
+def mapper_for(
+    r: Run, stage: str, variant: str = "", local: Callable[..., Any] = bounded_map
+) -> Callable[..., Iterator[Outcome]]:
+    """`local` (the stage's `bounded_map`) for the local executor; for Ray, a drop-in with the same call
+    that runs the items in shards on the cluster."""
+    ex = settings(r)
+    if ex.executor == "local":
+        return local
+
+    def ray_map(
+        fn: Callable[..., Outcome], args: Iterable[tuple[Any, ...]], workers: int = 0
+    ) -> Iterator[Outcome]:
+        return map_items(r, ex, stage, variant, fn, args)
+
+    return ray_map
+
+
+def connect(ex: ExecuteConfig) -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(RAY_HINT) from None
+    if not ray.is_initialized():
+        address = ex.ray_address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except ConnectionError as exc:
+            raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    return ray
+
+
+def shard_storage(r: Run, ex: ExecuteConfig) -> Storage:
+    return Storage(ex.storage or str((r.root / "shards").resolve()))
+
+
+def _resources(ex: ExecuteConfig, stage: str) -> dict[str, Any]:
+    group = "qc" if stage.startswith("qc") else stage
+    res = ex.resources.get(group) or RayResources()  # type: ignore[call-overload]
+    opts: dict[str, Any] = {"num_cpus": res.num_cpus, "max_retries": ex.max_retries}
+    if res.num_gpus:
+        opts["num_gpus"] = res.num_gpus
+    if res.memory:
+        opts["memory"] = res.memory
+    return opts
+
+
+# Secrets come from environment variables only: the driver's are passed to its shard tasks (never written
+# to shard storage), so a cluster whose nodes lack them still works. Nodes that have them can keep theirs.
+_FORWARD_ENV = (
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "OPENAI_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL",
+    "OPENAI_BASE_URL",
+)
+
+
+def _forwarded_env(options: dict[str, Any]) -> dict[str, str]:
+    names = {*_FORWARD_ENV, *(str(v) for k, v in options.items() if k.endswith("_env") and v)}
+    return {n: os.environ[n] for n in sorted(names) if n in os.environ}
+
+
+def _max_in_flight(ray: Any, ex: ExecuteConfig) -> int:
+    if ex.max_in_flight:
+        return ex.max_in_flight
+    return max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _maybe_die(settled: int) -> None:
+    """Test hook: with GGT_TEST_KILL_FILE naming a file that holds N, the first worker to settle N items of
+    a shard takes the file (rename: only one does) and exits hard, like a node lost mid-shard."""
+    path = os.environ.get(KILL_FILE_ENV)
+    if not path or not os.path.exists(path):
+        return
+    try:
+        n = int(Path(path).read_text().strip() or "1")
+    except (OSError, ValueError):
+        return
+    if settled < n:
+        return
+    try:
+        os.rename(path, path + ".fired")
+    except OSError:
+        return
+    os._exit(137)
+
+
+# -- per-item stages (analyze, classical synth, QC metrics) -------------------------------------------------
+
+
+def _item_shard(storage_url: str, rel: str) -> dict[str, int]:
+    """A Ray task: run the spec's per-item function over its items; write the result file and done."""
+    import cloudpickle
+
+    storage = Storage(storage_url)
+    spec = cloudpickle.loads(storage.read_bytes(f"{rel}/{sh.SPEC}"))
+    fn = spec["fn"]
+    rows, counts = [], {"done": 0, "failed": 0}
+    for n, args in enumerate(spec["args"], 1):
+        o = fn(*args)
+        rows.append(sh.outcome_row(o))
+        counts["done" if o.status == "done" else "failed"] += 1
+        _maybe_die(n)
+    sh.write_result(storage, rel, rows, {"counts": counts})
+    return counts
+
+
+def map_items(
+    r: Run,
+    ex: ExecuteConfig,
+    stage: str,
+    variant: str,
+    fn: Callable[..., Outcome],
+    args: Iterable[tuple[Any, ...]],
+) -> Iterator[Outcome]:
+    """Outcomes of `fn(*a)` for every `a` (first element: the item id), computed shard by shard on Ray.
+
+    Each finished shard is committed to the store before its outcomes are yielded, so the stage's own
+    loop (which records them again, idempotently) and a killed driver both leave the store consistent.
+    """
+    ray = connect(ex)
+    import cloudpickle
+
+    storage = shard_storage(r, ex)
+    base = sh.stage_dir(stage, variant)
+    task = ray.remote(_item_shard).options(**_resources(ex, stage))
+    limit = _max_in_flight(ray, ex)
+    in_flight: dict[Any, tuple[str, list[str]]] = {}
+
+    def commit(rel: str) -> list[Outcome]:
+        rows, _ = sh.read_result(storage, rel)
+        outcomes = sh.commit_outcome_rows(r.store, stage, variant, rows)
+        storage.write_text(f"{rel}/{sh.COMMITTED}", "")
+        return outcomes
+
+    def finish(ready: list[Any]) -> Iterator[Outcome]:
+        for ref in ready:
+            rel, ids = in_flight.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as exc:  # retries exhausted: the items fail, a rerun tries them again
+                msg = f"shard {rel} failed on the cluster: {type(exc).__name__}: {str(exc)[:200]}"
+                outcomes = [
+                    Outcome(item_id=i, status="failed", reason="shard_failed", message=msg) for i in ids
+                ]
+                from ggt.execute.local import record_outcomes
+
+                record_outcomes(r.store, stage, variant, outcomes)
+                yield from outcomes
+                continue
+            yield from commit(rel)
+
+    chunk: list[tuple[Any, ...]] = []
+    todo = iter(args)
+    while True:
+        nxt = next(todo, None)
+        if nxt is not None:
+            chunk.append(nxt)
+            if len(chunk) < ex.shard_size:
+                continue
+        if chunk:
+            sid = sh.shard_id(stage, variant, fn, chunk)
+            rel = f"{base}/{sid}"
+            ids = [str(a[0]) for a in chunk]
+            if storage.exists(f"{rel}/{sh.COMMITTED}"):
+                # Committed before, yet its items are pending again (they failed): run it afresh.
+                for name in (sh.COMMITTED, sh.DONE, sh.RESULT):
+                    storage.rm(f"{rel}/{name}")
+            if storage.exists(f"{rel}/{sh.DONE}"):
+                yield from commit(rel)  # finished while the driver was away
+            else:
+                storage.write_bytes(f"{rel}/{sh.SPEC}", cloudpickle.dumps({"fn": fn, "args": chunk}))
+                in_flight[task.remote(storage.url, rel)] = (rel, ids)
+            chunk = []
+        while in_flight and (len(in_flight) >= limit or nxt is None):
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=None)
+            yield from finish(ready)
+        if nxt is None and not in_flight:
+            return
+
+
+# -- API generators (synth) -------------------------------------------------------------------------------
+
+
+class ShardRun:
+    """What the stage code needs of a `Run` inside a worker: the run folder (shared) and a scratch store."""
+
+    def __init__(self, root: Path, store: RunStore) -> None:
+        self.root = root
+        self.store = store
+
+    def hq_dir(self, generator: str) -> Path:
+        return self.root / "hq" / generator
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+
+def _api_shard(storage_url: str, rel: str, actor_name: str, budget_usd: float | None) -> dict[str, Any]:
+    """A Ray task: the synth stage's own API code over this shard's rows, limits and budget cluster-wide."""
+    import tempfile
+
+    import cloudpickle
+    import ray
+
+    from ggt.execute.hooks import ShardContext, shard_context
+    from ggt.execute.limiter import ACTOR_NAMESPACE, GlobalBudget, global_limiter
+    from ggt.generate.stage import STAGE, SynthSummary, _run_api
+
+    t0 = time.perf_counter()
+    storage = Storage(storage_url)
+    spec = cloudpickle.loads(storage.read_bytes(f"{rel}/{sh.SPEC}"))
+    cfg, variant, rows = spec["cfg"], spec["variant"], spec["rows"]
+    actor = ray.get_actor(actor_name, namespace=ACTOR_NAMESPACE)
+    # On a shared file system the scratch store lives in the shard folder, so a retry after a lost worker
+    # carries on from what that worker recorded (its paid items are skipped, their costs kept).
+    local = storage.local_path(rel)
+    tmp = None
+    if local is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ggt-shard-")
+        local = Path(tmp.name)
+    local.mkdir(parents=True, exist_ok=True)
+    scratch = RunStore(local / "scratch.sqlite")
+    scratch.conn.execute("PRAGMA foreign_keys=OFF")  # its items live in the driver's store only
+    cache_url = spec.get("cache_url")
+    state = {"settled": 0}
+
+    def progress(settled: int, total: int, spent_usd: float | None = None) -> None:
+        delta, state["settled"] = settled - state["settled"], settled
+        if delta > 0:
+            actor.report.remote(delta, 0)
+        _maybe_die(settled)
+
+    ctx = ShardContext(
+        cache=(lambda c: FsspecRequestCache(Storage(cache_url), c.store)) if cache_url else None,
+        budget=lambda b: GlobalBudget(b, actor, LEASE_S / 4),
+        limiter=global_limiter(actor, LEASE_S / 4),
+    )
+    summary = SynthSummary(run=spec["root"], generator=cfg.generator, model=cfg.model, variant=variant)
+    t1 = time.perf_counter()
+    try:
+        with shard_context(ctx):
+            _run_api(ShardRun(Path(spec["root"]), scratch), cfg, variant, rows, summary, budget_usd, False,
+                     progress)  # fmt: skip
+        t2 = time.perf_counter()
+        out, cache = sh.export_engine_rows(scratch, STAGE, variant)
+        # From the scratch store, not this attempt's engine: a lost earlier attempt's calls count too.
+        summary.calls = int(scratch.scalar("SELECT COUNT(*) FROM attempts WHERE request_key IS NOT NULL"))
+        summary.spent_usd = float(scratch.scalar("SELECT COALESCE(SUM(usd), 0) FROM costs"))
+    finally:
+        scratch.close()
+        if tmp is not None:
+            tmp.cleanup()
+    meta = {"summary": summary.model_dump(mode="json"), "cache_index": cache}
+    meta["timing"] = {"setup_s": t1 - t0, "run_s": t2 - t1, "export_s": time.perf_counter() - t2}
+    sh.write_result(storage, rel, out, meta)
+    return meta["summary"]
+
+
+def run_synth_api(
+    r: Run, cfg: Any, variant: str, rows: list[Any], summary: Any, budget_usd: float | None, dry_run: bool,
+    progress: Callable[..., None] | None,
+) -> None:  # fmt: skip
+    """`generate.stage._run_api` on the cluster: same checks and estimate on the driver, shards on Ray."""
+    from ggt.engine import Limits
+    from ggt.execute.limiter import coordinator_actor
+    from ggt.generate.stage import STAGE, _run_api
+
+    # The driver-side checks (model named, price known for a budget) and the estimate, with no call made.
+    _run_api(r, cfg, variant, rows, summary, budget_usd, True, None)
+    if dry_run or not rows:
+        return
+    ex = settings(r)
+    ray = connect(ex)
+    import cloudpickle
+
+    storage = shard_storage(r, ex)
+    # On a (shared) file system the stage's own cache folder (RUN/cache or synth.cache_dir) serves every
+    # worker; on an object store the cache lives beside the shards.
+    cache_url = None if storage.is_local else f"{storage.url.rstrip('/')}/cache"
+    base = sh.stage_dir(STAGE, variant)
+    plan: list[tuple[str, list[str], list[dict[str, Any]]]] = []
+    for i in range(0, len(rows), ex.shard_size):
+        chunk = [dict(row) for row in rows[i : i + ex.shard_size]]
+        ids = [c["id"] for c in chunk]
+        sid = sh.shard_id(STAGE, variant, cfg, ids, cache_url)
+        plan.append((f"{base}/{sid}", ids, chunk))
+    summary.done = summary.failed = summary.cache_hits = summary.calls = summary.retries = 0
+    summary.spent_usd = 0.0
+    failures: dict[str, int] = {}
+
+    def add(s: dict[str, Any]) -> None:
+        for k in ("done", "failed", "cache_hits", "calls", "retries"):
+            setattr(summary, k, getattr(summary, k) + int(s.get(k) or 0))
+        summary.spent_usd += float(s.get("spent_usd") or 0.0)
+        summary.budget_exhausted = summary.budget_exhausted or bool(s.get("budget_exhausted"))
+        for k, v in (s.get("failures") or {}).items():
+            failures[k] = failures.get(k, 0) + v
+
+    def commit(rel: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        out, meta = sh.read_result(storage, rel)
+        sh.commit_engine_rows(r.store, STAGE, variant, out, meta.get("cache_index") or [])
+        storage.write_text(f"{rel}/{sh.COMMITTED}", "")
+        for name in ("scratch.sqlite", "scratch.sqlite-wal", "scratch.sqlite-shm"):
+            storage.rm(f"{rel}/{name}")
+        STATS["shards"] += 1
+        STATS["commit_s"] += time.perf_counter() - t
+        for k, v in (meta.get("timing") or {}).items():
+            STATS[k] += v
+        return meta.get("summary") or {}
+
+    todo = []
+    for rel, ids, chunk in plan:
+        if storage.exists(f"{rel}/{sh.COMMITTED}"):
+            for name in (sh.COMMITTED, sh.DONE, sh.RESULT):
+                storage.rm(f"{rel}/{name}")
+        if storage.exists(f"{rel}/{sh.DONE}"):
+            add(commit(rel))  # finished while the driver was away: its money is in the store before we count
+        else:
+            storage.write_bytes(f"{rel}/{sh.SPEC}", cloudpickle.dumps(
+                {"cfg": cfg, "variant": variant, "rows": chunk, "root": str(r.root.resolve()), "cache_url": cache_url}
+            ))  # fmt: skip
+            todo.append((rel, ids))
+    spent_before = float(r.store.scalar(
+        "SELECT COALESCE(SUM(usd), 0) FROM costs WHERE stage = ? AND backend = ?", (STAGE, cfg.generator)
+    ))  # fmt: skip
+    name = f"ggt-{sh.shard_id(str(r.root.resolve()), STAGE, variant)}"
+    actor = coordinator_actor(
+        name,
+        limits=Limits(concurrency=cfg.concurrency, requests_per_minute=cfg.requests_per_minute),
+        cap_usd=budget_usd, spent_usd=spent_before, lease_s=LEASE_S, total=len(rows),
+    )  # fmt: skip
+    task = ray.remote(_api_shard).options(
+        **_resources(ex, "synth"), runtime_env={"env_vars": _forwarded_env(cfg.options)}
+    )
+    limit = _max_in_flight(ray, ex)
+    in_flight: dict[Any, tuple[str, list[str]]] = {}
+    base_done = summary.done + summary.failed
+    queue = iter(todo)
+    try:
+        while True:
+            while len(in_flight) < limit:
+                nxt = next(queue, None)
+                if nxt is None:
+                    break
+                in_flight[task.remote(storage.url, nxt[0], name, budget_usd)] = nxt
+            if not in_flight:
+                break
+            ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=POLL_S)
+            for ref in ready:
+                rel, ids = in_flight.pop(ref)
+                try:
+                    ray.get(ref)
+                except Exception as exc:
+                    failures["shard_failed"] = failures.get("shard_failed", 0) + len(ids)
+                    summary.notes.append(
+                        f"shard {rel} failed on the cluster ({type(exc).__name__}); rerun to retry"
+                    )
+                    continue
+                add(commit(rel))
+            if progress:
+                snap = ray.get(actor.snapshot.remote())
+                progress(min(len(rows), base_done + snap["done"]), len(rows), spent_usd=snap["spent_usd"])
+    finally:
+        ray.kill(actor)
+    summary.failures = failures
+    summary.pending = max(0, len(rows) - summary.done - summary.failed)
+    if progress:
+        progress(summary.done + summary.failed, len(rows), spent_usd=summary.spent_usd)

@@ -1,0 +1,121 @@
+"""Shard storage through fsspec: shard specs, result files, done/committed markers and the request cache.
+
+A URL picks the file system (`/shared/run/shards`, `file://...`, `memory://...`, `s3://...`, `gs://...`:
+the object-store plugins are the user's to install). Writes are atomic: a temp name then a rename on
+file systems that have one, a single PUT on object stores (which never show a partial object).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ggt.engine import RequestCache
+from ggt.store import now
+
+
+class Storage:
+    """One fsspec file system and a root inside it; every path argument is relative to the root."""
+
+    def __init__(self, url: str | os.PathLike[str]) -> None:
+        import fsspec
+
+        self.url = str(url)
+        self.fs, root = fsspec.core.url_to_fs(self.url)
+        self.root = root.rstrip("/") or "/"
+        self.is_local = "file" in _protocols(self.fs)
+
+    def path(self, rel: str) -> str:
+        rel = rel.strip("/")
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def local_path(self, rel: str = "") -> Path | None:
+        """The POSIX path of `rel` when the storage is a local/shared file system, else None."""
+        return Path(self.path(rel)) if self.is_local else None
+
+    def sub(self, rel: str) -> Storage:
+        child = Storage.__new__(Storage)
+        child.url, child.fs, child.is_local = f"{self.url.rstrip('/')}/{rel}", self.fs, self.is_local
+        child.root = self.path(rel)
+        return child
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self.path(rel)))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.path(rel))
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        full = self.path(rel)
+        parent = full.rsplit("/", 1)[0]
+        if self.is_local:
+            from ggt.fsutil import write_bytes_atomic
+
+            write_bytes_atomic(Path(full), data)
+            return
+        self.fs.makedirs(parent, exist_ok=True)
+        self.fs.pipe_file(full, data)
+
+    def write_text(self, rel: str, text: str) -> None:
+        self.write_bytes(rel, text.encode("utf-8"))
+
+    def read_text(self, rel: str) -> str:
+        return self.read_bytes(rel).decode("utf-8")
+
+    def rm(self, rel: str) -> None:
+        full = self.path(rel)
+        if self.fs.exists(full):
+            self.fs.rm(full, recursive=True)
+
+    def listdir(self, rel: str = "") -> list[str]:
+        """Names (not paths) directly under `rel`; empty when it does not exist."""
+        full = self.path(rel)
+        if not self.fs.exists(full):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(full, detail=False))
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return tuple(proto) if isinstance(proto, tuple | list) else (proto,)
+
+
+class FsspecRequestCache(RequestCache):
+    """The engine's content-addressed response cache on any fsspec storage (same layout and checks).
+
+    Workers on several machines share it, so a worker that died after paying leaves the answer where the
+    retry finds it. Meta is written before data, and data present means a complete entry.
+    """
+
+    def __init__(self, storage: Storage, store: Any = None) -> None:
+        super().__init__(Path(storage.root), store, fsync=True)
+        self.storage = storage
+
+    def load(self, key: str) -> tuple[bytes, dict[str, Any]] | None:
+        rel = self.relpath(key)
+        try:
+            data = self.storage.read_bytes(rel)
+            meta = json.loads(self.storage.read_text(rel + ".json"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
+            return None
+        return data, meta
+
+    def write_files(self, key: str, data: bytes, meta: Mapping[str, Any]) -> dict[str, Any]:
+        full = {**meta, "key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "created_at": now()}  # fmt: skip
+        rel = self.relpath(key)
+        body = json.dumps(full, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+        self.storage.write_bytes(rel + ".json", body.encode("utf-8"))
+        self.storage.write_bytes(rel, data)
+        return full
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"

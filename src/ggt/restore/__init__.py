@@ -1,0 +1,1 @@
+"""Restoration models: IR training, evaluation and inference (spandrel architectures); generative fine-tuning."""

@@ -1,0 +1,198 @@
+"""`ggt synth --batch`: Gemini and OpenAI Batch APIs through the engine, against the stub."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from test_synth_stage import KEY, _analysed_run, _gemini
+
+from fixtures.stubs.server import StubServer
+from ggt.config import ConfigError
+from ggt.generate.stage import synth
+from ggt.imaging import read_image
+from ggt.store import Run
+
+GEMINI = "gemini-2.5-flash-image"
+HALF = 0.039 * 0.5  # the shipped per-image price, at the batch discount
+FAST = {"batch_poll_s": 0.01, "batch_max_poll_s": 0.05}
+
+
+def _items_sent(stub: StubServer, route: str) -> list[int]:
+    """How many requests each batch job carried, in creation order."""
+    sizes, current = [], None
+    for r in stub.requests:
+        if r.route in ("gemini.batch_item", "openai.batch_item"):
+            job = r.path.split("#")[0]
+            if job != current:
+                sizes.append(0)
+                current = job
+            sizes[-1] += 1
+    assert len(sizes) == stub.count(route)
+    return sizes
+
+
+def test_gemini_batch_runs_through_the_engine_and_resumes_only_what_is_missing(
+    tmp_path, stub_server, monkeypatch
+):
+    run = _analysed_run(tmp_path, n=5)
+    overrides = _gemini(monkeypatch, stub_server)
+    stub_server.push_fault("safety", "corrupt_image")  # the first two items of the job
+    statuses: list[str] = []
+
+    def progress(done, total, spent_usd=None, status=None):
+        if status:
+            statuses.append(status)
+
+    s = synth(
+        run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, progress=progress, **FAST
+    )
+    assert (s.done, s.failed, s.pending, s.batch) == (3, 2, 0, True)
+    assert s.failures == {"safety_block": 1, "bad_output": 1}
+    assert stub_server.count("gemini.batch_create") == 1 and stub_server.count("gemini.generate") == 0
+    assert len(s.batch_jobs) == 1 and any("JOB_STATE_RUNNING" in t for t in statuses)
+    # Half price, per image, as a direct call prices it: the three answers (the undecodable one and the
+    # blocked prompt carry only token counts, which a per-image price does not charge).
+    assert s.spent_usd == pytest.approx(3 * HALF)
+    with Run.open(run) as r:
+        assert r.store.scalar("SELECT SUM(usd) FROM costs WHERE stage='synth'") == pytest.approx(3 * HALF)
+        assert r.store.scalar("SELECT COUNT(*) FROM costs WHERE stage='synth'") == 5
+        rows = r.store.query(
+            "SELECT s.result, i.width, i.height FROM stage_results s JOIN items i ON i.id = s.item_id"
+            " WHERE s.stage='synth' AND s.status='done'"
+        )
+        for row in rows:
+            res = json.loads(row[0])
+            assert read_image(run / res["hq_path"]).shape == (row["height"], row["width"], 3)
+        assert r.store.scalar("SELECT COUNT(*) FROM batch_jobs WHERE state='collected'") == 1
+
+    # The rerun submits only the two failed items, in one new job.
+    again = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
+    assert (again.done, again.failed, again.already_done) == (2, 0, 3)
+    assert _items_sent(stub_server, "gemini.batch_create") == [5, 2]
+
+    # Answers already in the cache are never put in a batch.
+    with Run.open(run) as r, r.store.transaction() as conn:
+        conn.execute("DELETE FROM stage_results WHERE stage='synth' AND item_id IN"
+                     " (SELECT item_id FROM stage_results WHERE stage='synth' LIMIT 2)")  # fmt: skip
+    third = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
+    assert (third.done, third.cache_hits, third.calls) == (2, 2, 0)
+    assert stub_server.count("gemini.batch_create") == 2
+
+
+def _openai(monkeypatch, stub):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-synth-batch-test")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return [f"synth.options.base_url={stub.openai_url}", "synth.geometry.size=96",
+            "synth.prices.openai/gpt-image-x.per_image=0.04"]  # fmt: skip
+
+
+def test_openai_batch_expired_keeps_its_answers_and_the_rest_fail_with_a_reason(
+    tmp_path, stub_server, monkeypatch
+):
+    run = _analysed_run(tmp_path, n=4)
+    overrides = _openai(monkeypatch, stub_server)
+    stub_server.batch_pending_polls = 10_000  # runs until the test expires it
+
+    def expire() -> None:
+        deadline = time.time() + 30
+        while time.time() < deadline and not stub_server.batches:
+            time.sleep(0.01)
+        stub_server.set_batch_state(next(iter(stub_server.batches)), "expired", answered=2)
+
+    t = threading.Thread(target=expire)
+    t.start()
+    s = synth(run, generator="openai", model="gpt-image-x", overrides=overrides, batch=True, **FAST)
+    t.join()
+    assert (s.done, s.failed) == (2, 2) and s.failures == {"timeout": 2}
+    assert s.spent_usd == pytest.approx(2 * 0.04 * 0.5)
+    with Run.open(run) as r:
+        messages = [m for (m,) in r.store.query("SELECT message FROM stage_results WHERE status='failed'")]
+    assert all("batch_expired" in m for m in messages)
+    stub_server.batch_pending_polls = 0
+    again = synth(run, generator="openai", model="gpt-image-x", overrides=overrides, batch=True, **FAST)
+    assert (again.done, again.already_done) == (2, 2)
+    assert _items_sent(stub_server, "openai.batches_create") == [4, 2]
+    assert stub_server.count("openai.files_create") == 2 and stub_server.count("openai.images_edit") == 0
+
+
+def test_batch_budget_dry_run_and_refusals(tmp_path, stub_server, monkeypatch):
+    run = _analysed_run(tmp_path, n=5)
+    overrides = _gemini(monkeypatch, stub_server)
+    dry = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, dry_run=True)
+    assert dry.estimated_usd == pytest.approx(5 * HALF) and stub_server.count() == 0
+    capped = synth(
+        run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, budget=0.045, **FAST
+    )
+    assert (capped.done, capped.pending, capped.budget_exhausted) == (2, 3, True)
+    assert _items_sent(stub_server, "gemini.batch_create") == [2]
+    with pytest.raises(ConfigError, match="--batch works with gemini and openai"):
+        synth(run, generator="classical", batch=True)
+    with pytest.raises(ConfigError, match="--batch works with"):
+        synth(run, generator="openai-compatible", model="m", batch=True, overrides=overrides)
+
+
+def test_batch_size_splits_jobs(tmp_path, stub_server, monkeypatch):
+    run = _analysed_run(tmp_path, n=5)
+    overrides = _gemini(monkeypatch, stub_server)
+    s = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, batch_size=2, **FAST)
+    assert s.done == 5 and len(s.batch_jobs) == 3
+    assert _items_sent(stub_server, "gemini.batch_create") == [2, 2, 1]
+
+
+def test_kill_9_while_waiting_then_rerun_collects_the_same_batch(tmp_path, stub_server):
+    run = _analysed_run(tmp_path, n=6)
+    env = {**os.environ, "GEMINI_API_KEY": KEY}
+    for var in ("GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI"):
+        env.pop(var, None)
+    code = (
+        "import sys; from pathlib import Path; from ggt.generate.stage import synth; "
+        f"s = synth(Path({str(run)!r}), generator='gemini', model={GEMINI!r}, batch=True, batch_poll_s=0.05, "
+        f"batch_max_poll_s=0.05, overrides=['synth.options.base_url={stub_server.url}', 'synth.geometry.size=96']); "
+        "print(s.model_dump_json()); sys.exit(0 if s.done == 6 else 1)"
+    )
+    stub_server.batch_pending_polls = 10_000  # the job stays RUNNING until the test says otherwise
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and stub_server.count("gemini.batch_get") < 3:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert stub_server.count("gemini.batch_create") == 1
+    with Run.open(run) as r:
+        assert (
+            r.store.scalar("SELECT COUNT(*) FROM batch_jobs WHERE state='submitted' AND name IS NOT NULL")
+            == 1
+        )
+        assert r.store.scalar("SELECT COUNT(*) FROM stage_results WHERE stage='synth'") == 0
+    stub_server.set_batch_state(
+        next(iter(stub_server.batches)), "BATCH_STATE_RUNNING"
+    )  # done at the next look
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert stub_server.count("gemini.batch_create") == 1  # resumed, not submitted again
+    assert stub_server.count("gemini.batch_item") == 6
+    with Run.open(run) as r:
+        assert r.store.scalar("SELECT COUNT(*) FROM stage_results WHERE stage='synth' AND status='done'") == 6
+        assert r.store.scalar("SELECT SUM(usd) FROM costs WHERE stage='synth'") == pytest.approx(6 * HALF)
+        assert r.store.scalar("SELECT state FROM batch_jobs") == "collected"
+
+
+def test_cli_batch_dry_run_reports_the_batch_price(tmp_path, stub_server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ggt.cli import app
+
+    run = _analysed_run(tmp_path, n=2)
+    sets = [a for o in _gemini(monkeypatch, stub_server) for a in ("--set", o)]
+    res = CliRunner().invoke(app, ["synth", "--run", str(run), "--generator", "gemini", "--model", GEMINI,
+                                   "--batch", "--dry-run", "--json", *sets])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["batch"] is True and out["estimated_usd"] == pytest.approx(2 * HALF)
+    assert stub_server.count() == 0
