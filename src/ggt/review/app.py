@@ -231,13 +231,21 @@ def create_app(
             page.joinpath("index.html").read_bytes(), media_type="text/html", headers=PAGE_HEADERS
         )
 
+    add_page_routes(app, page, STATIC)
+    return app
+
+
+def add_page_routes(app: FastAPI, page: Any, static_files: tuple[str, ...]) -> None:
+    """What every ggt page app serves besides its API: its static files, an empty favicon, and a store
+    error as 503 (the store is busy or gone; the page retries)."""
+
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
         return Response(status_code=204)  # browsers ask on their own; an empty answer keeps logs clean
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
-        if name not in STATIC:
+        if name not in static_files:
             raise HTTPException(404, "not found")
         kind = "text/javascript" if name.endswith(".js") else "text/css"
         return Response(page.joinpath(name).read_bytes(), media_type=kind, headers=PAGE_HEADERS)
@@ -245,8 +253,6 @@ def create_app(
     @app.exception_handler(StoreError)
     def store_error(_: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
-
-    return app
 
 
 # Dependencies live at module level: FastAPI resolves their annotations from the module's globals.

@@ -27,11 +27,11 @@ from itertools import combinations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from ggt.review.app import PAGE_HEADERS, REVIEWER, _guard, _Stores, is_loopback
+from ggt.review.app import PAGE_HEADERS, REVIEWER, _guard, _Stores, add_page_routes, is_loopback
 from ggt.store import StoreError, now
 
 MANIFEST = "manifest.json"
@@ -205,21 +205,7 @@ def create_compare_app(
             page.joinpath("compare.html").read_bytes(), media_type="text/html", headers=PAGE_HEADERS
         )
 
-    @app.get("/favicon.ico", include_in_schema=False)
-    def favicon() -> Response:
-        return Response(status_code=204)
-
-    @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
-        if name not in STATIC:
-            raise HTTPException(404, "not found")
-        kind = "text/javascript" if name.endswith(".js") else "text/css"
-        return Response(page.joinpath(name).read_bytes(), media_type=kind, headers=PAGE_HEADERS)
-
-    @app.exception_handler(StoreError)
-    def store_error(_: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
+    add_page_routes(app, page, STATIC)
     return app
 
 
