@@ -510,13 +510,19 @@ class RequestCache:
 
     # -- file side: thread-safe, no store access ---------------------------------------------------------
 
+    # The file I/O of an entry, relative to `root`; a cache on other storage (fsspec) overrides these two.
+    def _read(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def _write(self, rel: str, data: bytes) -> None:
+        write_bytes_atomic(self.root / rel, data, fsync=self.fsync)
+
     def load(self, key: str) -> tuple[bytes, dict[str, Any]] | None:
         """The cached bytes and meta, or None when absent or damaged. Touches files only."""
-        data_path = self.path(key)
-        meta_path = data_path.with_name(data_path.name + ".json")
+        rel = self.relpath(key)
         try:
-            data = data_path.read_bytes()
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            data = self._read(rel)
+            meta = json.loads(self._read(rel + ".json").decode("utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
@@ -532,10 +538,9 @@ class RequestCache:
             "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": now(),
         }
-        data_path = self.path(key)
-        meta_path = data_path.with_name(data_path.name + ".json")
-        write_bytes_atomic(meta_path, _dumps(full).encode("utf-8"), fsync=self.fsync)
-        write_bytes_atomic(data_path, data, fsync=self.fsync)
+        rel = self.relpath(key)
+        self._write(rel + ".json", _dumps(full).encode("utf-8"))
+        self._write(rel, data)
         return full
 
     # -- store side: call from the thread that owns the store ----------------------------------------------

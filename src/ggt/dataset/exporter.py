@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -445,30 +446,18 @@ def _tar_add(tar: tarfile.TarFile, name: str, src: _Source | bytes, mtime: float
     return (shp[1], shp[0]) if shp else None
 
 
-def _write_webdataset(ctx: _Ctx, shard: dict[str, Any]) -> ShardResult:
-    rel = f"{shard['split']}/{shard['split']}-{shard['index']:06d}.tar"
+@contextmanager
+def _shard_file(ctx: _Ctx, rel: str, res: ShardResult) -> Iterator[_HashingWriter]:
+    """A shard file written to a temporary name through a hashing writer, renamed into place when the body
+    finishes and listed in `res["files"]` with its hash and size; removed if the body fails."""
     dst = ctx.out / rel
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(dst)
-    res: ShardResult = {"files": [], "rows": [], "skipped": [], "meta_info": []}
-    mtime = 0.0
     hw: _HashingWriter | None = None
     try:
         with _open_output(tmp) as raw:
             hw = _HashingWriter(raw)
-            with tarfile.open(fileobj=hw, mode="w", format=tarfile.USTAR_FORMAT, copybufsize=_BUF) as tar:  # type: ignore[call-overload]
-                for row, lq_src, gt_src, skip in _rows_and_sources(ctx, shard):
-                    if skip:
-                        res["skipped"].append(skip)
-                        continue
-                    assert row is not None
-                    key = row["name"]
-                    _tar_add(tar, f"{key}.lq.png", lq_src, mtime)
-                    gt_wh = _tar_add(tar, f"{key}.gt.png", gt_src, mtime)
-                    row["gt_size"] = list(gt_wh or row["lq_size"])
-                    row["shard"] = rel
-                    _tar_add(tar, f"{key}.json", json.dumps(row, sort_keys=True).encode(), mtime)
-                    res["rows"].append(row)
+            yield hw
             digest = hw.hexdigest()
         os.replace(tmp, dst)
     except BaseException:
@@ -478,6 +467,28 @@ def _write_webdataset(ctx: _Ctx, shard: dict[str, Any]) -> ShardResult:
         if hw is not None:
             hw.shutdown()
     res["files"].append([rel, digest, hw.size])
+
+
+def _write_webdataset(ctx: _Ctx, shard: dict[str, Any]) -> ShardResult:
+    rel = f"{shard['split']}/{shard['split']}-{shard['index']:06d}.tar"
+    res: ShardResult = {"files": [], "rows": [], "skipped": [], "meta_info": []}
+    mtime = 0.0
+    with (
+        _shard_file(ctx, rel, res) as hw,
+        tarfile.open(fileobj=hw, mode="w", format=tarfile.USTAR_FORMAT, copybufsize=_BUF) as tar,  # type: ignore[call-overload]
+    ):
+        for row, lq_src, gt_src, skip in _rows_and_sources(ctx, shard):
+            if skip:
+                res["skipped"].append(skip)
+                continue
+            assert row is not None
+            key = row["name"]
+            _tar_add(tar, f"{key}.lq.png", lq_src, mtime)
+            gt_wh = _tar_add(tar, f"{key}.gt.png", gt_src, mtime)
+            row["gt_size"] = list(gt_wh or row["lq_size"])
+            row["shard"] = rel
+            _tar_add(tar, f"{key}.json", json.dumps(row, sort_keys=True).encode(), mtime)
+            res["rows"].append(row)
     return res
 
 
@@ -541,34 +552,21 @@ def _write_parquet(ctx: _Ctx, shard: dict[str, Any]) -> ShardResult:
     import pyarrow.parquet as pq
 
     rel = shard.get("rel") or f"data/{shard['split']}-{shard['index']:05d}-of-{shard['count']:05d}.parquet"
-    dst = ctx.out / rel
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(dst)
     schema = _arrow_schema()
     res: ShardResult = {"files": [], "rows": [], "skipped": [], "meta_info": []}
-    hw: _HashingWriter | None = None
-    try:
-        with _open_output(tmp) as raw:
-            hw = _HashingWriter(raw)
-            # zstd is for the metadata columns; on the (already compressed) PNG bytes it gains nothing.
-            with pq.ParquetWriter(hw, schema, compression="zstd", use_dictionary=False) as writer:
-                batch: list[dict[str, Any]] = []
-                for flat in _with_images(ctx, shard, res):
-                    batch.append(flat)
-                    if len(batch) >= ROW_GROUP:
-                        writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                        batch = []
-                if batch or not res["rows"]:
-                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-            digest = hw.hexdigest()
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        if hw is not None:
-            hw.shutdown()
-    res["files"].append([rel, digest, hw.size])
+    # zstd is for the metadata columns; on the (already compressed) PNG bytes it gains nothing.
+    with (
+        _shard_file(ctx, rel, res) as hw,
+        pq.ParquetWriter(hw, schema, compression="zstd", use_dictionary=False) as writer,
+    ):
+        batch: list[dict[str, Any]] = []
+        for flat in _with_images(ctx, shard, res):
+            batch.append(flat)
+            if len(batch) >= ROW_GROUP:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch or not res["rows"]:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
     return res
 
 

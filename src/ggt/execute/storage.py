@@ -7,16 +7,12 @@ file systems that have one, a single PUT on object stores (which never show a pa
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ggt.engine import RequestCache
-from ggt.store import now
 
 
 class Storage:
@@ -96,25 +92,11 @@ class FsspecRequestCache(RequestCache):
         super().__init__(Path(storage.root), store, fsync=True)
         self.storage = storage
 
-    def load(self, key: str) -> tuple[bytes, dict[str, Any]] | None:
-        rel = self.relpath(key)
-        try:
-            data = self.storage.read_bytes(rel)
-            meta = json.loads(self.storage.read_text(rel + ".json"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
-            return None
-        return data, meta
+    def _read(self, rel: str) -> bytes:
+        return self.storage.read_bytes(rel)
 
-    def write_files(self, key: str, data: bytes, meta: Mapping[str, Any]) -> dict[str, Any]:
-        full = {**meta, "key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                "created_at": now()}  # fmt: skip
-        rel = self.relpath(key)
-        body = json.dumps(full, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
-        self.storage.write_bytes(rel + ".json", body.encode("utf-8"))
+    def _write(self, rel: str, data: bytes) -> None:
         self.storage.write_bytes(rel, data)
-        return full
 
 
 def unique_name(prefix: str) -> str:
