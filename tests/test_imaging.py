@@ -10,6 +10,7 @@ from ggt.imaging import (
     ImageLimits,
     decode_image,
     encode_image,
+    plain_png_size,
     probe_passthrough_jpeg,
     read_image,
     strip_jpeg_metadata,
@@ -208,3 +209,55 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         write_bytes_atomic(target, b"second")
     assert target.read_bytes() == b"first"
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.bin"]
+
+
+def _with_chunk(png: bytes, kind: bytes, body: bytes) -> bytes:
+    """`png` with one more chunk right after IHDR (CRC correct)."""
+    import struct
+    import zlib
+
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return png[:33] + chunk + png[33:]
+
+
+def test_plain_png_size_vouches_only_for_bytes_that_are_their_pixels():
+    import cv2
+
+    img = bf.photo(size=(48, 40))
+    plain = {
+        "ours": encode_image(img, "png"),
+        "opencv": cv2.imencode(".png", img[..., ::-1])[1].tobytes(),
+        "pillow": bf.save(img, "PNG"),
+        "text chunk": _with_chunk(bf.save(img, "PNG"), b"tEXt", b"Software\0vendor"),
+    }
+    for name, data in plain.items():
+        assert plain_png_size(data) == (48, 40), name
+        assert np.array_equal(decode_image(data).pixels, img), name
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    flipped = bytearray(plain["ours"])
+    flipped[len(flipped) // 2] ^= 0x01
+    not_plain = {
+        "rgba": bf.save(np.dstack([img, np.full(img.shape[:2], 200, np.uint8)]), "PNG"),
+        "grey": bf.save(img[..., 0], "PNG"),
+        "16-bit": cv2.imencode(".png", img[..., ::-1].astype(np.uint16) * 257)[1].tobytes(),
+        "palette": _palette_png(img),
+        "icc profile": bf.save(img, "PNG", icc_profile=icc),
+        "gamma": _with_chunk(plain["pillow"], b"gAMA", (45455).to_bytes(4, "big")),
+        "orientation": _with_chunk(plain["pillow"], b"eXIf", b"MM\0*\0\0\0\x08"),
+        "unknown critical": _with_chunk(plain["pillow"], b"ABCD", b""),
+        "bit flip": bytes(flipped),
+        "truncated": plain["ours"][:-20],
+        "trailing bytes": plain["ours"] + b"\0",
+        "jpeg": bf.save(img, "JPEG"),
+        "empty": b"",
+    }
+    for name, data in not_plain.items():
+        assert plain_png_size(data) is None, name
+
+
+def _palette_png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).convert("P").save(buf, "PNG")
+    return buf.getvalue()

@@ -449,6 +449,52 @@ def encode_image(img: np.ndarray, fmt: Format = "png", quality: int = 95) -> byt
     return buf.tobytes()
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Ancillary chunks that change the pixels `decode_image` returns or how others read them (an ICC profile,
+# gamma and primaries, transparency, EXIF orientation, animation): with one of these, or a critical chunk
+# other than IHDR/IDAT/IEND, the bytes do not stand for the decoded pixels. Text, time, DPI and private
+# chunks (fpng marks its files with one) do not matter.
+_PIXEL_PNG_CHUNKS = frozenset(
+    {b"iCCP", b"gAMA", b"cHRM", b"sBIT", b"tRNS", b"eXIf", b"acTL", b"fcTL", b"fdAT"}
+)
+_CRITICAL_PNG_CHUNKS = frozenset({b"IHDR", b"IDAT", b"IEND"})
+
+
+def plain_png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) when `data` is a PNG whose bytes stand for its pixels as `decode_image` reads them
+    (8-bit RGB, not interlaced, no chunk that changes the pixels, every CRC intact, IEND last), else None.
+
+    Such a file can be sent or kept as it is instead of being decoded and encoded again (~30 ms for a
+    1024x1024 photo). The CRCs catch a damaged file; a damaged deflate stream with good CRCs is left to
+    whoever decodes it.
+    """
+    import zlib
+
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    pos, size, view = len(_PNG_SIGNATURE), None, memoryview(data)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        kind = bytes(view[pos + 4 : pos + 8])
+        end = pos + 8 + length
+        if end + 4 > len(data) or kind in _PIXEL_PNG_CHUNKS:
+            return None
+        if kind[:1].isupper() and kind not in _CRITICAL_PNG_CHUNKS:
+            return None
+        (crc,) = struct.unpack_from(">I", data, end)
+        if zlib.crc32(view[pos + 4 : end]) != crc:
+            return None
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, pos + 8)
+            if (depth, colour, interlace) != (8, 2, 0):
+                return None
+            size = (int(width), int(height))
+        elif kind == b"IEND":
+            return size if end + 4 == len(data) else None
+        pos = end + 4
+    return None
+
+
 def decode_png_fast(data: bytes) -> np.ndarray:
     """Decode a PNG that ggt wrote itself (8-bit RGB, no metadata) to uint8 RGB, without the safety net."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

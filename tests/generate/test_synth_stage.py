@@ -187,3 +187,51 @@ def test_a_local_models_path_and_lora_name_its_variant() -> None:
     assert local_variant(SynthConfig()) == "classical"
     with pytest.raises(ConfigError, match="classical generator takes no model"):
         _apply_local_model(SynthConfig(generator="classical", model="x"))
+
+
+def test_plain_pngs_are_sent_and_kept_as_they_are(tmp_path, stub_server, monkeypatch):
+    """An LQ sent without padding or resampling goes as its file's bytes; an answer already at the LQ's
+    framing is kept as the vendor's bytes when they stand for its pixels, and re-encoded when they do not."""
+    import hashlib
+    import struct
+    import threading
+    import zlib
+
+    import cv2
+
+    from ggt.imaging import decode_image, encode_image
+
+    run = _analysed_run(tmp_path, n=2, size=(128, 128))
+    overrides = _gemini(monkeypatch, stub_server)  # geometry.size=128: the LQ is the square that is sent
+    gamma = b"gAMA" + struct.pack(">I", 45455)
+    answers: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def respond(req):
+        inverted = (255 - np.rint(req.images[0].array * 255)).astype(np.uint8)
+        data = cv2.imencode(".png", inverted[..., ::-1])[1].tobytes()
+        with lock:
+            if len(answers) == 1:  # the second answer carries a gamma chunk: its bytes are not its pixels
+                chunk = struct.pack(">I", 4) + gamma + struct.pack(">I", zlib.crc32(gamma))
+                data = data[:33] + chunk + data[33:]
+            answers[hashlib.sha256(req.images[0].data).hexdigest()] = data
+        return data
+
+    stub_server.set_responder(respond, route="gemini.generate")
+    s = synth(run, generator="gemini", model="gemini-2.5-flash-image", overrides=overrides)
+    assert s.done == 2
+    with Run.open(run) as r:
+        rows = r.store.query("SELECT i.lq_path, s.result FROM items i JOIN stage_results s"
+                             " ON s.item_id = i.id AND s.stage = 'synth'")  # fmt: skip
+    kept_as_is = 0
+    for row in rows:
+        lq = (run / row["lq_path"]).read_bytes()
+        sent = [r for r in stub_server.requests if r.route == "gemini.generate" and r.images[0].data == lq]
+        assert len(sent) == 1  # the LQ file's own bytes, once
+        # ...which are the bytes decoding and encoding it again gave before: runs keep their request keys.
+        assert encode_image(decode_image(lq).pixels, "png") == lq
+        answer = answers[hashlib.sha256(lq).hexdigest()]
+        hq = (run / json.loads(row["result"])["hq_path"]).read_bytes()
+        assert np.array_equal(decode_image(hq).pixels, decode_image(answer).pixels)
+        kept_as_is += hq == answer
+    assert kept_as_is == 1  # the plain answer; the one with gAMA was decoded and written afresh

@@ -80,6 +80,18 @@ def prepare(lq: np.ndarray, cfg: GeometryConfig) -> tuple[np.ndarray, Transform]
     return canvas, t
 
 
+def sends_lq_as_is(t: Transform) -> bool:
+    """Whether what is sent is the LQ itself: nothing padded, nothing resampled."""
+    return t.sent_size == t.lq_size and t.content_box == (0, 0, *t.lq_size)
+
+
+def answer_is_final(t: Transform, answer_size: tuple[int, int] | None) -> bool:
+    """Whether `restore_framing` returns an answer of this size unchanged: nothing was padded around the
+    LQ and the answer is already at the size to end at."""
+    sw, sh = t.sent_size
+    return answer_size is not None and t.content_box == (0, 0, sw, sh) and tuple(answer_size) == t.out_size
+
+
 def restore_framing(hq: np.ndarray, t: Transform, aspect_tolerance: float = 0.03) -> np.ndarray:
     """Map a generator's answer (float in [0, 1] or uint8, kept) back to the LQ's framing at `t.out_size`;
     GeometryError if it cannot be."""
