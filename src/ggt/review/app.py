@@ -33,7 +33,7 @@ from ggt.store.run import STORE_FILE
 TOKEN_HEADER = "X-GGT-Token"
 REVIEWER_HEADER = "X-GGT-Reviewer"
 REVIEWER = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
-STATIC = ("app.js", "app.css")
+STATIC = ("common.js", "app.js", "app.css")
 # The page loads only its own script, style and blob: images; nothing inline, nothing from elsewhere.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; script-src 'self'; style-src 'self';"

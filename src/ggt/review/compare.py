@@ -35,7 +35,7 @@ from ggt.review.app import PAGE_HEADERS, REVIEWER, _guard, _Stores, add_page_rou
 from ggt.store import StoreError, now
 
 MANIFEST = "manifest.json"
-STATIC = ("compare.js", "compare.css")
+STATIC = ("common.js", "compare.js", "compare.css")
 MAX_TICKETS = 10_000  # dealt but unanswered comparisons kept in memory (oldest dropped first)
 Choice = Literal["left", "right", "tie", "skip"]
 

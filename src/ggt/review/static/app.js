@@ -2,40 +2,15 @@
 "use strict";
 
 const TAGS = ["hallucination", "misalignment", "colour_shift", "residual_degradation", "artefacts", "other"];
-const $ = (id) => document.getElementById(id);
-
-// The token arrives in the URL fragment, which browsers never send to the server; keep it for reloads
-// of this tab only and take it out of the address bar.
-const fragment = new URLSearchParams(location.hash.slice(1));
-if (fragment.get("token")) {
-  sessionStorage.setItem("ggt-token", fragment.get("token"));
-  history.replaceState(null, "", location.pathname + location.search);
-}
-const TOKEN = sessionStorage.getItem("ggt-token") || "";
-
 const S = {
   items: [], idx: -1, next: null, detail: null, reviewer: localStorage.getItem("ggt-reviewer") || "",
   mode: "side", scale: 1, tx: 0, ty: 0, full: false, flicker: null, blobs: [],
   picking: false, chosen: new Set(), busy: false,
 };
-
-function headers(extra) {
-  const h = Object.assign({}, extra || {});
-  if (TOKEN) h["X-GGT-Token"] = TOKEN;
-  if (S.reviewer) h["X-GGT-Reviewer"] = S.reviewer;
-  return h;
-}
+whoAmI = () => S.reviewer;
 
 async function api(path, body) {
-  const opts = body === undefined ? { headers: headers() }
-    : { method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body) };
-  const res = await fetch(path, opts);
-  if (!res.ok) {
-    let msg = res.status + "";
-    try { msg += " " + (await res.json()).detail; } catch (e) { /* not JSON */ }
-    throw new Error(msg);
-  }
-  return res.json();
+  return (await request(path, body)).json();
 }
 
 function status(text) { $("status").textContent = text; }
@@ -119,9 +94,7 @@ async function select(i) {
 }
 
 async function blobUrl(path) {
-  const res = await fetch(path, { headers: headers() });
-  if (!res.ok) throw new Error("image " + res.status);
-  const url = URL.createObjectURL(await res.blob());
+  const url = URL.createObjectURL(await (await request(path)).blob());
   S.blobs.push(url);
   return url;
 }

@@ -1,34 +1,9 @@
 // ggt bench review (compare mode). Plain JS, no build step; data reaches the DOM through textContent only.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-// The token arrives in the URL fragment (never sent to the server); keep it for this tab only.
-const fragment = new URLSearchParams(location.hash.slice(1));
-if (fragment.get("token")) {
-  sessionStorage.setItem("ggt-token", fragment.get("token"));
-  history.replaceState(null, "", location.pathname + location.search);
-}
-const TOKEN = sessionStorage.getItem("ggt-token") || "";
 const S = { cur: null, busy: false, blobs: [], voter: localStorage.getItem("ggt-voter") || "" };
-
-function headers(extra) {
-  const h = Object.assign({}, extra || {});
-  if (TOKEN) h["X-GGT-Token"] = TOKEN;
-  if (S.voter) h["X-GGT-Reviewer"] = S.voter;
-  return h;
-}
-
-async function api(path, body) {
-  const opts = body === undefined ? { headers: headers() }
-    : { method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body) };
-  const res = await fetch(path, opts);
-  if (!res.ok) {
-    let msg = res.status + "";
-    try { msg += " " + (await res.json()).detail; } catch (e) { /* not JSON */ }
-    throw new Error(msg);
-  }
-  return res;
-}
+whoAmI = () => S.voter;
+const api = request;
 
 // Images come as blobs: the API needs the token header, which an <img src> cannot send.
 async function show(id, url) {
