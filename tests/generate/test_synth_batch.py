@@ -196,3 +196,142 @@ def test_cli_batch_dry_run_reports_the_batch_price(tmp_path, stub_server, monkey
     out = json.loads(res.stdout)
     assert out["batch"] is True and out["estimated_usd"] == pytest.approx(2 * HALF)
     assert stub_server.count() == 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Gemini file batches (a JSONL upload per job): end to end, and the crash windows around submission
+
+FILE_MODE = "synth.options.batch_mode=file"
+
+
+class Crash(Exception):
+    """Stands in for the process dying at a chosen point (the ledger keeps what it had written)."""
+
+
+def _ledger(run) -> list[dict]:
+    with Run.open(run) as r:
+        rows = r.store.query("SELECT name, display_name, state, detail FROM batch_jobs ORDER BY id")
+        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
+
+def test_cli_gemini_file_batch_end_to_end(tmp_path, stub_server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ggt.cli import app
+
+    run = _analysed_run(tmp_path, n=4)
+    sets = [a for o in [*_gemini(monkeypatch, stub_server), FILE_MODE] for a in ("--set", o)]
+    stub_server.push_fault("safety")  # the job's first line
+    stub_server.batch_pending_polls = 0  # done at the first look: the CLI polls every 30 s
+    res = CliRunner().invoke(app, ["synth", "--run", str(run), "--generator", "gemini", "--model", GEMINI,
+                                   "--batch", "--json", *sets])  # fmt: skip
+    assert res.exit_code == 1, res.output  # some items failed
+    out = json.loads(res.stdout)
+    assert (out["done"], out["failed"], out["batch"]) == (3, 1, True)
+    assert out["failures"] == {"safety_block": 1} and out["spent_usd"] == pytest.approx(3 * HALF)
+    assert stub_server.uploads == 1 and stub_server.count("gemini.batch_create") == 1
+    assert stub_server.count("gemini.generate") == 0 and stub_server.count("gemini.files_download") == 1
+    [job] = _ledger(run)
+    assert job["state"] == "collected" and job["detail"] == {
+        "mode": "file",
+        "input_file": "files/stub-upload-1",
+    }
+    assert stub_server.deleted_files == ["files/stub-upload-1"]  # the input, once its answers were read
+    # Every line of the uploaded file was one item's request, answered as a direct call would be.
+    assert _items_sent(stub_server, "gemini.batch_create") == [4]
+    with Run.open(run) as r:
+        rows = r.store.query(
+            "SELECT s.result, i.width, i.height FROM stage_results s JOIN items i ON i.id = s.item_id"
+            " WHERE s.stage='synth' AND s.status='done'"
+        )
+        assert len(rows) == 3
+        for row in rows:
+            hq = read_image(run / json.loads(row["result"])["hq_path"])
+            assert hq.shape == (row["height"], row["width"], 3)
+
+
+def test_file_batch_crash_after_upload_before_create_submits_again(tmp_path, stub_server, monkeypatch):
+    from ggt.generate.gemini import GeminiBatch
+
+    run = _analysed_run(tmp_path, n=3)
+    overrides = [*_gemini(monkeypatch, stub_server), FILE_MODE]
+
+    async def crash(self, src, display_name):
+        raise Crash("killed after the upload")
+
+    with monkeypatch.context() as m:
+        m.setattr(GeminiBatch, "_create", crash)
+        with pytest.raises(Crash):
+            synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
+    assert stub_server.uploads == 1 and stub_server.count("gemini.batch_create") == 0
+    [row] = _ledger(run)
+    assert (row["state"], row["name"]) == ("submitting", None)
+
+    # No job was created, so nothing was paid: the rerun uploads again and creates the one job.
+    s = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
+    assert (s.done, s.failed) == (3, 0)
+    assert any(
+        "were being submitted when an earlier run stopped" in n and row["display_name"] in n for n in s.notes
+    )
+    assert stub_server.uploads == 2 and stub_server.count("gemini.batch_create") == 1
+    assert [r["state"] for r in _ledger(run)] == ["collected"]
+
+
+def test_file_batch_crash_windows_around_storing_the_job_name(tmp_path, stub_server, monkeypatch):
+    from ggt.generate.batch import BatchLedger
+    from ggt.generate.gemini import GeminiBatch
+
+    run = _analysed_run(tmp_path, n=3)
+    overrides = [*_gemini(monkeypatch, stub_server), FILE_MODE]
+
+    # 1. Killed after the vendor created the job, before its name reached the ledger: the one window the
+    # ledger cannot cover. The rerun cannot know the job exists; it submits again and says where to look.
+    def crash_before_storing(self, row_id, submission):
+        raise Crash("killed before the name was stored")
+
+    with monkeypatch.context() as m:
+        m.setattr(BatchLedger, "submitted", crash_before_storing)
+        with pytest.raises(Crash):
+            synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
+    [row] = _ledger(run)
+    assert (row["state"], row["name"]) == ("submitting", None)
+    assert stub_server.count("gemini.batch_create") == 1
+    orphan = stub_server.batches["batches/stub-1"]
+    assert orphan.display_name == row["display_name"]  # findable in the console under the recorded name
+
+    # 2. Killed once the name is stored (here: while waiting): the rerun resumes that job, with no second
+    # upload or job, collects it and deletes its input file, known from the ledger alone.
+    stub_server.batch_pending_polls = 10_000
+
+    async def crash_while_waiting(self, name):
+        raise Crash("killed while waiting")
+
+    with monkeypatch.context() as m:
+        m.setattr(GeminiBatch, "status", crash_while_waiting)
+        with pytest.raises(Crash):
+            synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
+    assert stub_server.count("gemini.batch_create") == 2 and stub_server.uploads == 2
+    [stored] = _ledger(run)
+    assert stored["state"] == "submitted" and stored["name"] == "batches/stub-2"
+    assert stored["detail"] == {"mode": "file", "input_file": "files/stub-upload-2"}
+
+    stub_server.set_batch_state("batches/stub-2", "BATCH_STATE_RUNNING")  # done at the next look
+    s = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
+    assert (s.done, s.failed, s.batch_jobs) == (3, 0, ["batches/stub-2"])
+    assert stub_server.count("gemini.batch_create") == 2 and stub_server.uploads == 2
+    assert "files/stub-upload-2" in stub_server.deleted_files
+    assert [r["state"] for r in _ledger(run)] == ["collected"]
+
+
+@pytest.mark.slow
+def test_auto_mode_sends_a_job_over_20_mb_as_a_file(tmp_path, stub_server, monkeypatch):
+    # 1024x1024 inputs (about 1.2 MB each once base64-encoded): twenty no longer fit one inline request.
+    run = _analysed_run(tmp_path, n=20, size=(1024, 768))
+    overrides = [*_gemini(monkeypatch, stub_server), "synth.geometry.size=1024"]
+    stub_server.decode_images = False
+    s = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
+    assert (s.done, s.failed) == (20, 0)
+    assert stub_server.uploads == 1 and stub_server.count("gemini.batch_create") == 1
+    upload = stub_server.last("gemini.files_upload_start")
+    assert int(upload.header("x-goog-upload-header-content-length")) > 20_000_000
+    assert _ledger(run)[0]["detail"]["mode"] == "file"

@@ -101,6 +101,10 @@ class BatchBackend(Protocol):
 
     async def results(self, name: str) -> list[BatchItemResult]: ...
 
+    # Optional: `results_for(submission, keys)`, used instead of `results` when a backend has it. It gets
+    # the stored `Submission` (e.g. an uploaded file to delete once read) and the job's request keys in
+    # submission order (so an item whose answer is missing or unreadable can be told why).
+
 
 # ----------------------------------------------------------------------------------------------------------
 # The ledger
@@ -430,7 +434,12 @@ async def run_batches(
                 await poll_until_done(
                     backend, entry.name, poll_s=poll_s, max_poll_s=max_poll_s, on_status=shown, sleep=sleep
                 )
-                results = await backend.results(entry.name)
+                read = getattr(backend, "results_for", None)  # optional: reads with the ledger's record
+                if read is not None:
+                    keys = list(dict.fromkeys(item.key for item in entry.items))  # submission order
+                    results = await read(Submission(entry.name, entry.detail), keys)
+                else:
+                    results = await backend.results(entry.name)
             except VLMError as exc:
                 for item in entry.items:
                     answers[item.key] = exc

@@ -8,9 +8,14 @@ same endpoints, same failures, so they are reused rather than copied.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
 import re
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -32,6 +37,8 @@ from ggt.vlm.gemini import _BLOCKED_FINISH, GeminiVLM, _enum_name
 if TYPE_CHECKING:
     from google import genai
 
+log = logging.getLogger("ggt.generate")
+
 # Longest text quoted in a "no_image" error: enough to see a refusal or a question back, one line.
 _TEXT_QUOTE = 200
 
@@ -48,6 +55,10 @@ class GeminiGeneratorOptions(GeneratorOptions):
     response_modalities: tuple[Literal["TEXT", "IMAGE"], ...] = ("IMAGE",)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
+    # How `--batch` sends a job (see GeminiBatch); a transport option, so never part of a request key.
+    batch_mode: Literal["auto", "inline", "file"] = Field(
+        default="auto", description="batch jobs inline (20 MB each), as a JSONL file (2 GB), or auto by size"
+    )
 
     @field_validator("aspect_ratio")
     @classmethod
@@ -72,7 +83,10 @@ class GeminiGenerator(APIGenerator["genai.Client"]):
     Options: ClassVar[type[GeneratorOptions]] = GeminiGeneratorOptions
     options: GeminiGeneratorOptions
     default_key_envs: ClassVar[tuple[str, ...]] = GeminiVLM.default_key_envs
-    transport_options: ClassVar[frozenset[str]] = APIGenerator.transport_options | {"api_version"}
+    transport_options: ClassVar[frozenset[str]] = APIGenerator.transport_options | {
+        "api_version",
+        "batch_mode",
+    }
 
     # The VLM's methods read only `options` (base_url, api_version, timeout_s), `_api_key`, `name` and
     # `model`, all of which this class has with the same meaning.
@@ -205,76 +219,236 @@ _GRPC_ERRORS: dict[int, tuple[type[VLMError], Reason]] = {
     14: (RetryableVLMError, "server_error"),  # UNAVAILABLE
     16: (PermanentVLMError, "auth"),  # UNAUTHENTICATED
 }
-# Google's cap on an inline batch request; larger jobs need a JSONL file upload (not implemented here).
+# Google's cap on an inline batch request: the whole batchGenerateContent body "under 20 MB" (Batch API
+# guide, https://ai.google.dev/gemini-api/docs/batch-api, "Inline requests").
 INLINE_BATCH_LIMIT = 20_000_000
+# An input file is capped at 2 GB: "Input file size limit: 2GB" (Batch API limits in
+# https://ai.google.dev/gemini-api/docs/rate-limits#batch-mode; the Files API's per-file cap, 2 GB, is the
+# same, https://ai.google.dev/gemini-api/docs/files). Jobs are sized by the `request_bytes` estimate, so they
+# are filled to 1.9 GB, and the file as written is checked against 2 GB (decimal, the smaller reading).
+FILE_INPUT_LIMIT = 2_000_000_000
+FILE_BATCH_LIMIT = 1_900_000_000
+# No per-job request count is documented for either mode. Inline jobs hit the byte limit first (about ten
+# 1024x1024 PNGs); for file jobs the binding limits are the 2 GB and the tier's batch enqueued-token quota,
+# so a job is kept to 10,000 requests (some 20M+ tokens for 1K images); `--batch-size` lowers it.
+INLINE_MAX_ITEMS = 1000
+FILE_MAX_ITEMS = 10_000
+# Google's own batch example uploads its JSONL with mime_type "jsonl" (batch-api guide, "Input file").
+_JSONL_MIME = "jsonl"
+# What an unanswered item's error quotes of the results file's unreadable lines.
+_MAX_LINE_NOTES = 5
+
+BatchMode = Literal["auto", "inline", "file"]
 
 
 class GeminiBatch:
-    """Gemini's Batch API (about half price, answered within 24 hours) with inlined requests.
+    """Gemini's Batch API (about half price, answered within 24 hours), inline or through a JSONL file.
 
         batch = GeminiBatch(generator)
-        name = await batch.submit([BatchRequest(item_id, png, prompt), ...], display_name="ggt-run-17")
-        ...store `name`; after a restart, resume from it...
-        status = await batch.wait(name, poll_s=60)
-        for item in await batch.results(name): ...
+        sub = await batch.submit_job([BatchRequest(key, png, prompt), ...], display_name="ggt-run-17")
+        ...store sub.name and sub.detail; after a restart, resume from them...
+        status = await batch.wait(sub.name, poll_s=60)
+        for item in await batch.results(sub.name): ...
 
-    Requests are built exactly as `generator.generate` builds them and answers are read by the same
-    rules, so a batch result and a direct result for the same item are interchangeable. `submit` is the
-    one call that must not be blindly retried: a lost response may still have created a (paid) job.
+    `mode` (default: the generator's `batch_mode` option, "auto"): "inline" puts the requests in the create
+    call (at most 20 MB per job); "file" writes them as JSONL lines `{"key", "request"}`, uploads the file
+    through the Files API and creates the job from it (at most 2 GB per job), the answers coming back as a
+    JSONL file of `{"key", "response" | "error"}` lines; "auto" sends a job inline while it fits 20 MB and
+    as a file above that, so jobs are sized up to the file limit.
+
+    Requests are built exactly as `generator.generate` builds them (an inline request and a file line
+    carry the same `GenerateContentRequest`) and answers are read by the same rules, so a direct, an inline
+    and a file answer for the same item are interchangeable. `submit_job` is the one call that must not be
+    blindly retried: a lost response may still have created a (paid) job.
     """
 
-    # No documented item cap for inline jobs: the byte limit binds first (about 10 1024x1024 PNGs).
-    max_items = 1000
-
-    def __init__(self, generator: GeminiGenerator, *, max_request_bytes: int = INLINE_BATCH_LIMIT) -> None:
+    def __init__(
+        self,
+        generator: GeminiGenerator,
+        *,
+        mode: BatchMode | None = None,
+        max_request_bytes: int | None = None,
+        inline_limit: int = INLINE_BATCH_LIMIT,
+    ) -> None:
         self.generator = generator
-        self.max_request_bytes = max_request_bytes
+        self.mode: BatchMode = mode or generator.options.batch_mode
+        if self.mode not in ("auto", "inline", "file"):
+            raise VLMConfigError(
+                f"batch mode must be auto, inline or file, got {self.mode!r}",
+                backend=generator.name, model=generator.model,
+            )  # fmt: skip
+        self.inline_limit = inline_limit
+        inline = self.mode == "inline"
+        default = inline_limit if inline else FILE_BATCH_LIMIT
+        self.max_request_bytes = default if max_request_bytes is None else max_request_bytes
+        self.max_items = INLINE_MAX_ITEMS if inline else FILE_MAX_ITEMS
+        # Uploaded input files of jobs created by this helper, deleted once their results are read.
+        self._inputs: dict[str, str] = {}
 
     @staticmethod
     def request_bytes(request: BatchRequest) -> int:
         # Base64 inflates each image by 4/3; the prompt and JSON framing are small next to it.
         return len(request.image) * 4 // 3 + len(request.prompt.encode()) + 512
 
+    def _where(self) -> dict[str, Any]:
+        return {"backend": self.generator.name, "model": self.generator.model}
+
+    def uses_file(self, requests: Sequence[BatchRequest]) -> bool:
+        """Whether these requests go as a JSONL file (else inline), by the mode and their size."""
+        if self.mode != "auto":
+            return self.mode == "file"
+        return sum(self.request_bytes(r) for r in requests) > self.inline_limit
+
+    def _check(self, requests: Sequence[BatchRequest]) -> list[str]:
+        """Every input checked before anything is sent; returns each request's MIME type."""
+        where = self._where()
+        if not requests:
+            raise VLMConfigError("a batch needs at least one request", **where)
+        keys = [r.key for r in requests]
+        if len(set(keys)) != len(keys):
+            raise VLMConfigError("batch request keys must be unique", **where)
+        if len(requests) > self.max_items:
+            raise VLMConfigError(f"a batch holds at most {self.max_items} requests", **where)
+        size = sum(self.request_bytes(r) for r in requests)
+        if size > self.max_request_bytes:
+            how = "inline" if self.mode == "inline" else "as a file"
+            raise VLMConfigError(
+                f"the batch is about {size / 1e6:.1f} MB {how}, over the {self.max_request_bytes / 1e6:.0f} MB "
+                "limit: submit fewer or smaller images per batch",
+                **where,
+            )  # fmt: skip
+        return [self.generator.check_input(r.image, r.prompt) for r in requests]
+
     async def submit_job(
         self, requests: Sequence[BatchRequest], *, display_name: str | None = None
     ) -> Submission:
-        return Submission(await self.submit(requests, display_name=display_name))
+        """Create the job (uploading its JSONL file first in file mode); inputs are checked first.
+
+        The returned `detail` says how it was sent (`mode`) and, for a file job, the uploaded file's name
+        (`input_file`), which is deleted once the job's results are read.
+        """
+        mimes = self._check(requests)
+        if not self.uses_file(requests):
+            return Submission(await self._submit_inline(requests, mimes, display_name), {"mode": "inline"})
+        return await self._submit_file(requests, mimes, display_name)
 
     async def submit(self, requests: Sequence[BatchRequest], *, display_name: str | None = None) -> str:
         """Create the job; returns its name. Inputs are checked before anything is sent."""
+        return (await self.submit_job(requests, display_name=display_name)).name
+
+    def _job_config(self, display_name: str | None) -> Any:
+        from google.genai import types
+
+        return types.CreateBatchJobConfig(display_name=display_name) if display_name else None
+
+    async def _create(self, src: Any, display_name: str | None) -> str:
+        gen = self.generator
+        job_config = self._job_config(display_name)
+        job = await gen._call(lambda sdk: sdk.aio.batches.create(model=gen.model, src=src, config=job_config))
+        if not job.name:
+            raise EmptyResponseError("the batch was created without a name", **self._where())
+        return str(job.name)
+
+    def _inlined(self, request: BatchRequest, mime: str, config: Any) -> Any:
         from google.genai import types
 
         gen = self.generator
-        if not requests:
-            raise VLMConfigError("a batch needs at least one request", backend=gen.name, model=gen.model)
-        keys = [r.key for r in requests]
-        if len(set(keys)) != len(keys):
-            raise VLMConfigError("batch request keys must be unique", backend=gen.name, model=gen.model)
-        size = sum(self.request_bytes(r) for r in requests)
-        if size > self.max_request_bytes:
-            raise VLMConfigError(
-                f"the batch is about {size / 1e6:.1f} MB inline, over the {self.max_request_bytes / 1e6:.0f} MB "
-                "limit: submit fewer or smaller images per batch",
-                backend=gen.name, model=gen.model,
-            )  # fmt: skip
-        config = gen.generation_config()
-        inlined = [
-            types.InlinedRequest(
-                contents=gen.contents(r.image, gen.check_input(r.image, r.prompt), r.prompt),
-                config=config,
-                metadata={"key": r.key},
-            )
-            for r in requests
-        ]
-        job_config = types.CreateBatchJobConfig(display_name=display_name) if display_name else None
-        job = await gen._call(
-            lambda sdk: sdk.aio.batches.create(model=gen.model, src=inlined, config=job_config)
+        return types.InlinedRequest(
+            contents=gen.contents(request.image, mime, request.prompt),
+            config=config,
+            metadata={"key": request.key},
         )
-        if not job.name:
-            raise EmptyResponseError(
-                "the batch was created without a name", backend=gen.name, model=gen.model
-            )
-        return str(job.name)
+
+    async def _submit_inline(
+        self, requests: Sequence[BatchRequest], mimes: Sequence[str], display_name: str | None
+    ) -> str:
+        config = self.generator.generation_config()
+        inlined = [self._inlined(r, m, config) for r, m in zip(requests, mimes, strict=True)]
+        return await self._create(inlined, display_name)
+
+    def wire_request(
+        self, request: BatchRequest, mime: str | None = None, config: Any = None, *, api_client: Any = None
+    ) -> dict[str, Any]:
+        """The JSON `GenerateContentRequest` of one item, exactly as an inline batch sends it.
+
+        Built by the SDK's own converter for inlined requests (it has no public serializer): a file line
+        then cannot drift from the inline body or a direct call, whatever the SDK changes in how it
+        spells contents or the generation config (a test compares the two on the wire).
+        """
+        from google.genai import _common, batches
+
+        gen = self.generator
+        mime = mime or gen.check_input(request.image, request.prompt)
+        inlined = self._inlined(request, mime, gen.generation_config() if config is None else config)
+        # The SDK client is per event loop: a caller on a worker thread passes the loop's API client.
+        wire = batches._InlinedRequest_to_mldev(api_client or gen._sdk()._api_client, inlined)
+        wire = _common.encode_unserializable_types(_common.convert_to_dict(wire))
+        return dict(wire["request"])
+
+    def _write_jsonl(self, requests: Sequence[BatchRequest], mimes: Sequence[str], api_client: Any) -> Path:
+        # Line by line to a temporary file: a 2 GB job never exists twice in memory, and the SDK uploads
+        # from the path in 8 MB chunks.
+        config = self.generator.generation_config()
+        fd, name = tempfile.mkstemp(prefix="ggt-gemini-batch-", suffix=".jsonl")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for request, mime in zip(requests, mimes, strict=True):
+                    wire = self.wire_request(request, mime, config, api_client=api_client)
+                    line = {"key": request.key, "request": wire}
+                    out.write(json.dumps(line, separators=(",", ":")).encode("utf-8") + b"\n")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    async def _submit_file(
+        self, requests: Sequence[BatchRequest], mimes: Sequence[str], display_name: str | None
+    ) -> Submission:
+        from google.genai import types
+
+        gen = self.generator
+        where = self._where()
+        path = await asyncio.to_thread(self._write_jsonl, requests, mimes, gen._sdk()._api_client)
+        try:
+            size = path.stat().st_size
+            if size > FILE_INPUT_LIMIT:
+                raise VLMConfigError(
+                    f"the batch file is {size / 1e6:.1f} MB, over the {FILE_INPUT_LIMIT / 1e9:.0f} GB input-file "
+                    "limit: submit fewer or smaller images per batch",
+                    **where,
+                )  # fmt: skip
+            config = types.UploadFileConfig(mime_type=_JSONL_MIME, display_name=display_name)
+            try:
+                uploaded = await gen._call(lambda sdk: sdk.aio.files.upload(file=str(path), config=config))
+            except (ValueError, KeyError) as exc:
+                # The SDK's own failures of the resumable protocol (no upload URL, not finalized): nothing
+                # was created, so a rerun may upload again.
+                raise RetryableVLMError(
+                    f"the batch file upload did not complete: {exc}", reason="server_error", **where
+                ) from None
+        finally:
+            path.unlink(missing_ok=True)
+        if not uploaded.name:
+            raise EmptyResponseError("the uploaded batch file has no name", **where)
+        file_name = str(uploaded.name)
+        try:
+            name = await self._create(file_name, display_name)
+        except VLMError as exc:
+            # A 4xx answer is a refusal: no job exists, so the upload serves nothing. After a lost answer
+            # (timeout, reset, 5xx) a job may exist and need its input: keep it.
+            if exc.status is not None and 400 <= exc.status < 500:
+                await self._delete(file_name)
+            raise
+        self._inputs[name] = file_name
+        return Submission(name, {"mode": "file", "input_file": file_name})
+
+    async def _delete(self, file_name: str) -> None:
+        """Best effort: an input file nobody needs any more (Google deletes it after 48 hours anyway)."""
+        try:
+            await self.generator._call(lambda sdk: sdk.aio.files.delete(name=file_name))
+        except Exception as exc:  # cleanup only: never fails the batch
+            log.warning("could not delete the batch input file %s: %s", file_name, exc)
 
     async def _job(self, name: str) -> Any:
         return await self.generator._call(lambda sdk: sdk.aio.batches.get(name=name))
@@ -294,8 +468,22 @@ class GeminiBatch:
     async def cancel(self, name: str) -> None:
         await self.generator._call(lambda sdk: sdk.aio.batches.cancel(name=name))
 
-    async def results(self, name: str) -> list[BatchItemResult]:
-        """Each item's image or classified error, in submission order when the job kept the keys."""
+    async def results_for(self, submission: Submission, keys: Sequence[str]) -> list[BatchItemResult]:
+        """`results` of a job the ledger stored: its input file (deleted after) and keys are known."""
+        input_file = submission.detail.get("input_file")
+        return await self.results(
+            submission.name, keys=keys, input_file=str(input_file) if input_file else None
+        )
+
+    async def results(
+        self, name: str, *, keys: Sequence[str] | None = None, input_file: str | None = None
+    ) -> list[BatchItemResult]:
+        """Each item's image or classified error, in submission order when the job kept the keys.
+
+        With `keys` (the job's request keys), every key the answers do not cover gets an error saying why
+        (e.g. its line in the results file was not JSON). Once a file job's results are read, its input
+        file (`input_file`, or the one this helper uploaded) is deleted, best effort.
+        """
         gen = self.generator
         job = await self._job(name)
         status = _status(job)
@@ -306,7 +494,10 @@ class GeminiBatch:
                 backend=gen.name,
                 model=gen.model,
             )
+        uploaded = input_file or self._inputs.pop(name, None)
         if not status.succeeded:
+            if uploaded:
+                await self._delete(uploaded)
             detail = f": {status.error}" if status.error else ""
             raise PermanentVLMError(
                 f"batch {name} ended {status.state}{detail}",
@@ -314,16 +505,87 @@ class GeminiBatch:
                 backend=gen.name,
                 model=gen.model,
             )
-        responses = (job.dest.inlined_responses if job.dest else None) or []
         # What the job took, as the best available latency for each of its items.
         latency = 0.0
         if job.create_time is not None and job.end_time is not None:
             latency = (job.end_time - job.create_time).total_seconds()
-        results = []
-        for i, item in enumerate(responses):
-            key = (item.metadata or {}).get("key", str(i))
-            results.append(await self._item(str(key), item, latency))
+        problems: list[str] = []
+        results_file = job.dest.file_name if job.dest else None
+        if results_file:
+            results = await self._file_results(str(results_file), latency, keys, problems)
+        else:
+            results = []
+            responses = (job.dest.inlined_responses if job.dest else None) or []
+            for i, item in enumerate(responses):
+                key = (item.metadata or {}).get("key", str(i))
+                results.append(await self._item(str(key), item, latency))
+        if keys is not None:
+            answered = {r.key for r in results}
+            where = "results file" if results_file else "inlined responses"
+            said = "; ".join(problems[:_MAX_LINE_NOTES]) + (
+                "; ..." if len(problems) > _MAX_LINE_NOTES else ""
+            )
+            lines = "line" if len(problems) == 1 else "lines"
+            why = f" ({len(problems)} unusable {lines}: {said})" if problems else ""
+            for key in keys:
+                if key not in answered:
+                    results.append(BatchItemResult(key, error=PermanentVLMError(
+                        f"no usable answer for this item in the batch's {where}{why}",
+                        reason="batch_failed", **self._where(),
+                    )))  # fmt: skip
+        if uploaded:
+            await self._delete(uploaded)
         return results
+
+    async def _file_results(
+        self, file_name: str, latency: float, keys: Sequence[str] | None, problems: list[str]
+    ) -> list[BatchItemResult]:
+        """Download the JSONL results file to disk and read it line by line (a 2 GB file stays on disk)."""
+        from google.genai import batches, types
+
+        fd, tmp = tempfile.mkstemp(prefix="ggt-gemini-results-", suffix=".jsonl")
+        os.close(fd)
+        path = Path(tmp)
+        try:
+            await self.generator._call(
+                lambda sdk: sdk.aio.files.download(file=file_name, destination=str(path))
+            )
+            expected = None if keys is None else set(keys)
+            results: list[BatchItemResult] = []
+            with path.open("rb") as lines:
+                for n, raw in enumerate(lines, 1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        line = json.loads(raw)
+                    except ValueError:
+                        problems.append(f"line {n} is not JSON")
+                        continue
+                    key = line.get("key") if isinstance(line, dict) else None
+                    if not isinstance(key, str) or not key:
+                        problems.append(f"line {n} has no key")
+                        continue
+                    if expected is not None and key not in expected:
+                        problems.append(f"line {n} has an unknown key {key[:40]!r}")
+                        continue
+                    # A line is an InlinedResponse with the key beside it (the error is a google.rpc.Status).
+                    wire = {
+                        "response": line.get("response"),
+                        "error": line.get("error") or line.get("status"),
+                    }
+                    try:
+                        item = types.InlinedResponse._from_response(
+                            response=batches._InlinedResponse_from_mldev(wire), kwargs={}
+                        )
+                    except (ValueError, TypeError, AttributeError) as exc:  # not a GenerateContentResponse
+                        results.append(BatchItemResult(key, error=EmptyResponseError(
+                            f"unreadable answer on line {n}: {str(exc)[:200]}", **self._where()
+                        )))  # fmt: skip
+                        continue
+                    results.append(await self._item(key, item, latency))
+            return results
+        finally:
+            path.unlink(missing_ok=True)
 
     async def _item(self, key: str, item: Any, latency: float) -> BatchItemResult:
         gen = self.generator
