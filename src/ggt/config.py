@@ -214,6 +214,11 @@ class ExecuteConfig(Section):
     storage: str | None = Field(
         default=None, description="fsspec URL for shard files and the request cache; unset: RUN/shards"
     )
+    stage_files: bool | None = Field(
+        default=None,
+        description="copy a shard's input files to the storage and its outputs back, so workers need no access"
+        " to the run folder; unset: only when the storage is not a local file system (s3://, gs://, ...)",
+    )
     max_in_flight: int = Field(default=0, ge=0, description="shards submitted at once; 0 = 2 per cluster CPU")
     max_retries: int = Field(default=3, ge=0, description="Ray retries of a shard whose worker died")
     resources: dict[Literal["analyze", "synth", "qc"], RayResources] = Field(

@@ -2,8 +2,9 @@
 
 Workers never open the run store. A shard task reads its spec from shard storage (fsspec), runs the same
 per-item function the local executor runs (or, for API generators, the same engine-driven stage code over
-a scratch store), writes the outputs (atomically, into the run folder on the shared file system), then a
-result file and a done marker. The driver commits each finished shard into the store (idempotently) and
+a scratch store), writes the outputs (atomically, into the run folder on the shared file system; or, when
+staged, into a temporary run root whose new files go back through shard storage: execute/staging.py), then
+a result file and a done marker. The driver commits each finished shard into the store (idempotently) and
 marks it committed. A rerun commits shards that finished while the driver was away, re-runs the rest,
 and the content-addressed request cache in shared storage keeps paid calls from repeating.
 
@@ -12,6 +13,7 @@ See docs/ray.md for clusters, resources, storage and what happens when a node di
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -21,6 +23,7 @@ from typing import Any
 
 from ggt.config import ConfigError, ExecuteConfig, RayResources, load_config
 from ggt.execute import shards as sh
+from ggt.execute import staging as stg
 from ggt.execute.local import Outcome, bounded_map
 from ggt.execute.storage import FsspecRequestCache, Storage
 from ggt.store import Run, RunStore
@@ -72,7 +75,14 @@ def connect(ex: ExecuteConfig) -> Any:
 
 
 def shard_storage(r: Run, ex: ExecuteConfig) -> Storage:
-    return Storage(ex.storage or str((r.root / "shards").resolve()))
+    storage = Storage(ex.storage or str((r.root / "shards").resolve()))
+    if "memory" in storage.protocols:
+        # Each process has its own memory:// (Ray workers would find no spec): fine for unit tests only.
+        raise ConfigError(
+            f"execute.storage {storage.url!r} lives in this process's memory; Ray workers cannot reach it."
+            " Use a shared path, file://, s3:// or gs://"
+        )
+    return storage
 
 
 def _resources(ex: ExecuteConfig, stage: str) -> dict[str, Any]:
@@ -136,6 +146,8 @@ def _item_shard(storage_url: str, rel: str) -> dict[str, int]:
 
     storage = Storage(storage_url)
     spec = cloudpickle.loads(storage.read_bytes(f"{rel}/{sh.SPEC}"))
+    if spec.get("staged"):
+        return _staged_item_shard(storage, rel, spec)
     fn = spec["fn"]
     rows, counts = [], {"done": 0, "failed": 0}
     for n, args in enumerate(spec["args"], 1):
@@ -144,6 +156,36 @@ def _item_shard(storage_url: str, rel: str) -> dict[str, int]:
         counts["done" if o.status == "done" else "failed"] += 1
         _maybe_die(n)
     sh.write_result(storage, rel, rows, {"counts": counts})
+    return counts
+
+
+def _staged_item_shard(storage: Storage, rel: str, spec: dict[str, Any]) -> dict[str, int]:
+    """`_item_shard` for a worker without the run folder: a temporary root holds the shard's inputs; the
+    files each item's call creates there are uploaded to the shard's `out/` and listed for the driver."""
+    import tempfile
+
+    fn = spec["fn"]
+    rows, counts = [], {"done": 0, "failed": 0}
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="ggt-stage-") as tmp:
+        root = Path(tmp)
+        stg.fetch_inputs(storage, root, spec["inputs"])
+        known = stg.list_files(root)
+        for n, args in enumerate(spec["args"], 1):
+            o = fn(*stg.resolve_args(args, root))
+            created = stg.list_files(root) - known
+            known |= created
+            if created:
+                outputs[o.item_id] = stg.upload_outputs(storage, rel, root, created)
+            row = sh.outcome_row(o)
+            row["result"], row["message"] = (
+                stg.tokenize(row["result"], root),
+                stg.tokenize(row["message"], root),
+            )
+            rows.append(row)
+            counts["done" if o.status == "done" else "failed"] += 1
+            _maybe_die(n)
+    sh.write_result(storage, rel, rows, {"counts": counts, "outputs": outputs})
     return counts
 
 
@@ -168,11 +210,14 @@ def map_items(
     task = ray.remote(_item_shard).options(**_resources(ex, stage))
     limit = _max_in_flight(ray, ex)
     in_flight: dict[Any, tuple[str, list[str]]] = {}
+    staged = stg.is_staged(ex, storage)
+    uploader, roots = stg.Uploader(storage, r.root), stg.run_roots(r.root)
 
     def commit(rel: str) -> list[Outcome]:
-        rows, _ = sh.read_result(storage, rel)
+        rows, _ = commit_rows(r, storage, rel)
         outcomes = sh.commit_outcome_rows(r.store, stage, variant, rows)
         storage.write_text(f"{rel}/{sh.COMMITTED}", "")
+        stg.clean_outputs(storage, rel)
         return outcomes
 
     def finish(ready: list[Any]) -> Iterator[Outcome]:
@@ -206,12 +251,13 @@ def map_items(
             ids = [str(a[0]) for a in chunk]
             if storage.exists(f"{rel}/{sh.COMMITTED}"):
                 # Committed before, yet its items are pending again (they failed): run it afresh.
-                for name in (sh.COMMITTED, sh.DONE, sh.RESULT):
+                for name in (sh.COMMITTED, sh.DONE, sh.RESULT, stg.OUT):
                     storage.rm(f"{rel}/{name}")
             if storage.exists(f"{rel}/{sh.DONE}"):
                 yield from commit(rel)  # finished while the driver was away
             else:
-                storage.write_bytes(f"{rel}/{sh.SPEC}", cloudpickle.dumps({"fn": fn, "args": chunk}))
+                spec = stg.item_spec(uploader, roots, fn, chunk) if staged else {"fn": fn, "args": chunk}
+                storage.write_bytes(f"{rel}/{sh.SPEC}", cloudpickle.dumps(spec))
                 in_flight[task.remote(storage.url, rel)] = (rel, ids)
             chunk = []
         while in_flight and (len(in_flight) >= limit or nxt is None):
@@ -219,6 +265,19 @@ def map_items(
             yield from finish(ready)
         if nxt is None and not in_flight:
             return
+
+
+def commit_rows(r: Run, storage: Storage, rel: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A finished shard's result rows, ready for the store: a staged shard's outputs are first downloaded
+    into the run folder (hash checked); an item whose output is lost becomes a failure (`output_lost`).
+
+    Driven by the result's own listing, not the current mode, so a shard that finished staged is committed
+    correctly whatever the rerun's settings. Safe to repeat (a driver killed before the store commit)."""
+    rows, meta = sh.read_result(storage, rel)
+    if "outputs" not in meta:
+        return rows, meta
+    lost = stg.fetch_outputs(storage, rel, r.root, meta["outputs"])
+    return stg.restore_rows(rows, lost, r.root), {**meta, "lost": lost}
 
 
 # -- API generators (synth) -------------------------------------------------------------------------------
@@ -266,6 +325,9 @@ def _api_shard(storage_url: str, rel: str, actor_name: str, budget_usd: float | 
     scratch = RunStore(local / "scratch.sqlite")
     scratch.conn.execute("PRAGMA foreign_keys=OFF")  # its items live in the driver's store only
     cache_url = spec.get("cache_url")
+    staged = bool(spec.get("staged"))
+    work = tempfile.TemporaryDirectory(prefix="ggt-stage-") if staged else None
+    root = Path(work.name) if work is not None else Path(spec["root"])
     state = {"settled": 0}
 
     def progress(settled: int, total: int, spent_usd: float | None = None) -> None:
@@ -279,14 +341,34 @@ def _api_shard(storage_url: str, rel: str, actor_name: str, budget_usd: float | 
         budget=lambda b: GlobalBudget(b, actor, LEASE_S / 4),
         limiter=global_limiter(actor, LEASE_S / 4),
     )
-    summary = SynthSummary(run=spec["root"], generator=cfg.generator, model=cfg.model, variant=variant)
+    summary = SynthSummary(
+        run=spec.get("root") or "", generator=cfg.generator, model=cfg.model, variant=variant
+    )
     t1 = time.perf_counter()
+    outputs: dict[str, list[dict[str, Any]]] = {}
     try:
+        if staged:
+            stg.fetch_inputs(storage, root, spec["inputs"])
+            # A retry over a scratch store kept in the shard folder: the HQ files of items an earlier attempt
+            # settled were in that attempt's temporary root, now gone. Unsettle them: the engine serves them
+            # from the shared cache (no call; their attempts and costs stay) and writes their HQ here again.
+            with scratch.transaction() as conn:
+                conn.execute("DELETE FROM stage_results WHERE stage = ? AND status = 'done'", (STAGE,))
         with shard_context(ctx):
-            _run_api(ShardRun(Path(spec["root"]), scratch), cfg, variant, rows, summary, budget_usd, False,
+            _run_api(ShardRun(root, scratch), cfg, variant, rows, summary, budget_usd, False,
                      progress)  # fmt: skip
         t2 = time.perf_counter()
         out, cache = sh.export_engine_rows(scratch, STAGE, variant)
+        if staged:
+            for row in out:
+                if row["status"] == "done":
+                    hq = json.loads(row["result"] or "{}").get("hq_path")
+                    if hq:
+                        outputs[row["item_id"]] = stg.upload_outputs(storage, rel, root, [hq])
+                row["result"], row["message"] = (
+                    stg.tokenize(row["result"], root),
+                    stg.tokenize(row["message"], root),
+                )
         # From the scratch store, not this attempt's engine: a lost earlier attempt's calls count too.
         summary.calls = int(scratch.scalar("SELECT COUNT(*) FROM attempts WHERE request_key IS NOT NULL"))
         summary.spent_usd = float(scratch.scalar("SELECT COALESCE(SUM(usd), 0) FROM costs"))
@@ -294,7 +376,11 @@ def _api_shard(storage_url: str, rel: str, actor_name: str, budget_usd: float | 
         scratch.close()
         if tmp is not None:
             tmp.cleanup()
+        if work is not None:
+            work.cleanup()
     meta = {"summary": summary.model_dump(mode="json"), "cache_index": cache}
+    if staged:
+        meta["outputs"] = outputs
     meta["timing"] = {"setup_s": t1 - t0, "run_s": t2 - t1, "export_s": time.perf_counter() - t2}
     sh.write_result(storage, rel, out, meta)
     return meta["summary"]
@@ -318,9 +404,10 @@ def run_synth_api(
     import cloudpickle
 
     storage = shard_storage(r, ex)
+    staged = stg.is_staged(ex, storage)
     # On a (shared) file system the stage's own cache folder (RUN/cache or synth.cache_dir) serves every
-    # worker; on an object store the cache lives beside the shards.
-    cache_url = None if storage.is_local else f"{storage.url.rstrip('/')}/cache"
+    # worker; on an object store, or when workers cannot see the run folder, the cache lives beside the shards.
+    cache_url = f"{storage.url.rstrip('/')}/cache" if staged or not storage.is_local else None
     base = sh.stage_dir(STAGE, variant)
     plan: list[tuple[str, list[str], list[dict[str, Any]]]] = []
     for i in range(0, len(rows), ex.shard_size):
@@ -342,29 +429,53 @@ def run_synth_api(
 
     def commit(rel: str) -> dict[str, Any]:
         t = time.perf_counter()
-        out, meta = sh.read_result(storage, rel)
+        out, meta = commit_rows(r, storage, rel)  # a staged shard's HQ files land before its rows
         sh.commit_engine_rows(r.store, STAGE, variant, out, meta.get("cache_index") or [])
         storage.write_text(f"{rel}/{sh.COMMITTED}", "")
-        for name in ("scratch.sqlite", "scratch.sqlite-wal", "scratch.sqlite-shm"):
+        for name in ("scratch.sqlite", "scratch.sqlite-wal", "scratch.sqlite-shm", stg.OUT):
             storage.rm(f"{rel}/{name}")
         STATS["shards"] += 1
         STATS["commit_s"] += time.perf_counter() - t
         for k, v in (meta.get("timing") or {}).items():
             STATS[k] += v
-        return meta.get("summary") or {}
+        shard_summary = dict(meta.get("summary") or {})
+        if meta.get("lost"):
+            n = len(meta["lost"])
+            shard_summary["done"] = int(shard_summary.get("done") or 0) - n
+            shard_summary["failed"] = int(shard_summary.get("failed") or 0) + n
+            shard_summary["failures"] = {**(shard_summary.get("failures") or {}), stg.LOST: n}
+        return shard_summary
 
-    todo = []
+    uploader = stg.Uploader(storage, r.root)
+
+    def write_spec(rel: str, chunk: list[dict[str, Any]]) -> None:
+        spec: dict[str, Any] = {"cfg": cfg, "variant": variant, "rows": chunk, "cache_url": cache_url}
+        if staged:
+            # Inputs go up now (content-addressed: once per distinct LQ); the worker never learns the run
+            # root. The stage's cache folder is not used by a staged worker: the shared cache_url is.
+            spec["cfg"] = cfg.model_copy(update={"cache_dir": None})
+            spec["rows"] = [{k: v for k, v in c.items() if k != "source_path"} for c in chunk]
+            spec["inputs"] = {
+                c["lq_path"]: d
+                for c in chunk
+                if (d := uploader.upload(stg.safe_rel(c["lq_path"]))) is not None
+            }
+            spec["staged"] = True
+        else:
+            spec["root"] = str(r.root.resolve())
+        storage.write_bytes(f"{rel}/{sh.SPEC}", cloudpickle.dumps(spec))
+
+    todo: list[tuple[str, list[str], list[dict[str, Any]]]] = []
     for rel, ids, chunk in plan:
         if storage.exists(f"{rel}/{sh.COMMITTED}"):
-            for name in (sh.COMMITTED, sh.DONE, sh.RESULT):
+            for name in (sh.COMMITTED, sh.DONE, sh.RESULT, stg.OUT):
                 storage.rm(f"{rel}/{name}")
         if storage.exists(f"{rel}/{sh.DONE}"):
             add(commit(rel))  # finished while the driver was away: its money is in the store before we count
         else:
-            storage.write_bytes(f"{rel}/{sh.SPEC}", cloudpickle.dumps(
-                {"cfg": cfg, "variant": variant, "rows": chunk, "root": str(r.root.resolve()), "cache_url": cache_url}
-            ))  # fmt: skip
-            todo.append((rel, ids))
+            if not staged:
+                write_spec(rel, chunk)
+            todo.append((rel, ids, chunk))
     spent_before = float(r.store.scalar(
         "SELECT COALESCE(SUM(usd), 0) FROM costs WHERE stage = ? AND backend = ?", (STAGE, cfg.generator)
     ))  # fmt: skip
@@ -387,7 +498,9 @@ def run_synth_api(
                 nxt = next(queue, None)
                 if nxt is None:
                     break
-                in_flight[task.remote(storage.url, nxt[0], name, budget_usd)] = nxt
+                if staged:  # its uploads just before it runs, not all of the run's up front
+                    write_spec(nxt[0], nxt[2])
+                in_flight[task.remote(storage.url, nxt[0], name, budget_usd)] = nxt[:2]
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=POLL_S)

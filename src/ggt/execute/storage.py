@@ -24,7 +24,8 @@ class Storage:
         self.url = str(url)
         self.fs, root = fsspec.core.url_to_fs(self.url)
         self.root = root.rstrip("/") or "/"
-        self.is_local = "file" in _protocols(self.fs)
+        self.protocols = _protocols(self.fs)
+        self.is_local = "file" in self.protocols
 
     def path(self, rel: str) -> str:
         rel = rel.strip("/")
@@ -37,6 +38,7 @@ class Storage:
     def sub(self, rel: str) -> Storage:
         child = Storage.__new__(Storage)
         child.url, child.fs, child.is_local = f"{self.url.rstrip('/')}/{rel}", self.fs, self.is_local
+        child.protocols = self.protocols
         child.root = self.path(rel)
         return child
 
