@@ -24,8 +24,9 @@ import math
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ggt.analyze import model as _model
 from ggt.analyze.measures import compute_measures
-from ggt.analyze.model import EVIDENCE, AnalyzerModel, load_model
+from ggt.analyze.model import AnalyzerModel, load_model
 from ggt.analyze.report import Degradation, DegradationReport, DegradationType, SceneCategory
 
 
@@ -125,7 +126,9 @@ def severities(m: dict[str, float], model: AnalyzerModel | None = None) -> dict[
 
     # Film damage: long straight thin lines; isolated specks of either polarity.
     sev["scratches"] = _clip01((m["scratch_density"] - 5.0) / 30.0)
-    sev["dust"] = _clip01((m["dust_density"] - 1.0) / 6.0)
+    # Point lights (stars, lamps: bright specks on black) are not dust.
+    dust = m["dust_density"] - m.get("point_light_density", 0.0)
+    sev["dust"] = _clip01((dust - 1.0) / 6.0)
 
     # The fitted regressors replace the single-measure mappings above for the five degradations they
     # were fitted for: they correct each estimator with the others (texture lifts the noise estimate,
@@ -152,8 +155,8 @@ def category_scores(sev: dict[str, float], m: dict[str, float]) -> dict[str, flo
 
 
 def evidence(sev: dict[str, float], category: str) -> float:
-    """The strongest severity among the degradations that make up `category` (`model.EVIDENCE`)."""
-    return max((sev.get(k, 0.0) for k in EVIDENCE.get(category, ())), default=0.0)
+    """The strongest severity among the degradations that make up `category` (`model.evidence`)."""
+    return _model.evidence(sev, category)
 
 
 _PRIMARY: dict[str, list[DegradationType]] = {
@@ -184,7 +187,7 @@ class HeuristicAnalyzer:
         m = compute_measures(img)
         sev = severities(m)
         scores = category_scores(sev, m)
-        category = self._category(scores, sev)
+        category = self._category(scores, sev, m)
         # A photo judged clean gets no degradation list: its prompt must not ask to "remove" texture
         # that a measure mistook for mild noise (the measures are still in the report).
         keep: list[DegradationType] = [] if category == "clean" else [*_ALWAYS, *_PRIMARY[category]]
@@ -210,10 +213,17 @@ class HeuristicAnalyzer:
             analyzer=self.name,
         )
 
-    def _category(self, scores: dict[str, float], sev: dict[str, float] | None = None) -> SceneCategory:
+    def _category(
+        self,
+        scores: dict[str, float],
+        sev: dict[str, float] | None = None,
+        m: dict[str, float] | None = None,
+    ) -> SceneCategory:
         """The most probable category that passes its probability floor and, given the severities,
         its evidence gate: a degraded category needs one of its own degradations at the least
-        severity fitted for it (`model.EVIDENCE`), else the next is tried, `clean` last."""
+        severity fitted for it (`model.evidence`), else the next is tried, `clean` last. With the
+        measures `m`, a `clean` outcome is overruled by evidence no clean photo shows
+        (`model.strong_evidence`: a fully toned print, a recovered low-quality JPEG table)."""
         c = self.config
         gates = load_model().gates if sev is not None else {}
         least = {
@@ -230,6 +240,10 @@ class HeuristicAnalyzer:
                 continue
             if sev is not None and cat in gates and evidence(sev, cat) < gates[cat]:
                 continue
+            if cat == "clean" and sev is not None and m is not None:
+                strong = _model.strong_evidence(sev, m)
+                if strong is not None and scores.get(strong, 0.0) >= least.get(strong, 0.0):
+                    return strong  # type: ignore[return-value]
             return cat  # type: ignore[return-value]
         return "clean"
 

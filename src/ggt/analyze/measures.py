@@ -614,6 +614,12 @@ def _ridges(g: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     return bright, dark
 
 
+# Least brightness of the ring around a bright speck for it to count as dust. Prints and film scans
+# have lifted blacks (faded prints, the simulator's and the calibration renderers' old photos all read
+# >= 0.15 around their dust), a night or deep-space sky does not.
+DUST_MIN_SURROUND = 0.15
+
+
 def lines_and_dust(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
     """Thin-line (scratch) and dust detection.
 
@@ -623,7 +629,11 @@ def lines_and_dust(img: np.ndarray, noise: float | None = None) -> dict[str, flo
     which letters, texture and noise do not form. `scratch_density` is the total length of such runs
     in short sides (x10). Dust is compact specks: pixels that stand out from a whole ring of
     neighbours (as for snow, either polarity), off the scratches; `dust_density` is specks per
-    10 000 pixels.
+    10 000 pixels. `point_light_density` counts the bright specks among them whose surround is
+    near-black (ring below DUST_MIN_SURROUND): a bright point on black is a point light (a star, a
+    lamp) or shadow noise, not dust, which sits on paper or film whose blacks are lifted; the dust
+    severity uses the specks that are not point lights. (`dust_density` keeps counting every speck:
+    it is an input of the fitted model, which learnt it as such.)
     """
     small = resize_max(_check(img), STRUCTURE_SIZE)
     g = cv2.GaussianBlur(to_gray(small), (0, 0), 0.7)
@@ -643,13 +653,16 @@ def lines_and_dust(img: np.ndarray, noise: float | None = None) -> dict[str, flo
             total += math.hypot(x2 - x1, y2 - y1)
             cv2.line(line_mask, (int(x1), int(y1)), (int(x2), int(y2)), 255, 3)
     thr_speck = max(0.1, 5 * sigma)
-    specks = (
-        (_specks(g, (2, 4), thr_speck) | _specks(g, (2, 4), thr_speck, bright=False)) & (line_mask == 0)
-    ).astype(np.uint8)
+    off_lines = line_mask == 0
+    bright = _specks(g, (2, 4), thr_speck) & off_lines
+    specks = (bright | (_specks(g, (2, 4), thr_speck, bright=False) & off_lines)).astype(np.uint8)
     n = cv2.connectedComponents(specks, connectivity=8)[0] - 1
+    points = bright & (_specks(g, (2, 4), thr_speck, min_background=DUST_MIN_SURROUND) == 0)
+    n_points = cv2.connectedComponents(points.astype(np.uint8), connectivity=8)[0] - 1
     return {
         "scratch_density": float(total / short * 10.0),
         "dust_density": float(n / g.size * 1e4),
+        "point_light_density": float(n_points / g.size * 1e4),
         "thin_line_coverage": float((mask > 0).mean() * 100),
     }
 

@@ -26,8 +26,18 @@ import numpy as np
 MODEL_PATH = Path(__file__).with_name("heuristic_model.json")
 # Raw measures that enter the model as they are (angles and absolute sizes do not: an angle wraps,
 # and a size says nothing about degradation).
+# `point_light_density` was added after the shipped model was fitted (it feeds the dust severity
+# only); a re-fit may let it in by removing it here.
 _SKIP = frozenset(
-    {"width", "height", "blur_direction_deg", "rain_direction_deg", "cast_hue_deg", "edge_count"}
+    {
+        "width",
+        "height",
+        "blur_direction_deg",
+        "rain_direction_deg",
+        "cast_hue_deg",
+        "edge_count",
+        "point_light_density",
+    }
 )
 _CLIP_Z = 6.0
 # The degradations that make up each degraded category: the analyzer calls a photo by a degraded
@@ -42,6 +52,40 @@ EVIDENCE: dict[str, tuple[str, ...]] = {
     "haze": ("haze",),
     "low_light": ("low_light",),
 }
+# Fading alone is not evidence of an old print: a flat grey scene (a lunar surface, fog, a grey
+# document) has lifted blacks and little range too, and haze looks the same. Fading counts towards
+# old_photo only next to one of these, at FADING_COMPANION or more: a tint, grain or film damage.
+FADING_COMPANIONS = ("sepia", "scratches", "dust", "noise", "color_cast")
+FADING_COMPANION = 0.1
+# Evidence that no clean photo shows, whatever the classifier makes of the scene: a fully toned
+# monochrome (sepia measure at this level: one warm hue, chroma a function of lightness) is a toned
+# print, and a quantisation table recovered from the 8x8 DCT coefficients (`jpeg_quality` from
+# `measures.jpeg_quality`, found only on decoded JPEGs) at this quality or lower is a heavily
+# re-compressed photo. Checked on the training rows: no clean variant reaches either (CV clean rate
+# unchanged). Applied only when the gated decision would be `clean`.
+STRONG_SEPIA = 0.9
+STRONG_JPEG_QUALITY = 50.0
+
+
+def evidence(sev: dict[str, float], category: str) -> float:
+    """The strongest severity among the degradations that make up `category` (`EVIDENCE`), fading
+    counting for old_photo only with a companion (`FADING_COMPANIONS`)."""
+    keys = EVIDENCE.get(category, ())
+    best = max((sev.get(k, 0.0) for k in keys if k != "fading"), default=0.0)
+    if "fading" in keys:
+        comp = max(sev.get(k, 0.0) for k in FADING_COMPANIONS)
+        if comp >= FADING_COMPANION:
+            best = max(best, sev.get("fading", 0.0))
+    return best
+
+
+def strong_evidence(sev: dict[str, float], m: dict[str, float]) -> str | None:
+    """The degraded category that unambiguous evidence names (see STRONG_SEPIA), or None."""
+    if sev.get("sepia", 0.0) >= STRONG_SEPIA:
+        return "old_photo"
+    if float(m.get("jpeg_quality", 100.0)) <= STRONG_JPEG_QUALITY:
+        return "social_media"
+    return None
 
 
 def raw_features(m: dict[str, float]) -> dict[str, float]:
