@@ -8,10 +8,12 @@ over-sharpening, JPEG blocking, a different photo). A bad pair counts as caught 
 
 Split: the policy was tuned on the 16 photos of `ggt.photos` at degradation seed 1 (one corruption draw
 per type). This script MEASURES on (a) held-out photos never used in tuning (scikit-image's ihc, cell and
-color) and (b) half of the tuning photos at seed 3 (new degradation and corruption draws),
-plus good pairs of the `realesrgan` preset, a degradation mix the tuning never saw.
+color) and (b) half of the tuning photos at a seed other than 1 (new degradation and corruption draws;
+the recorded run uses seeds 3-6, one summary line each), plus good pairs of the `realesrgan` preset, a
+degradation mix the tuning never saw.
 
-    .venv/bin/python benchmarks/bench_qc_validation.py              # measure, write the doc
+    .venv/bin/python benchmarks/bench_qc_validation.py              # measure seed 3, write the doc
+    .venv/bin/python benchmarks/bench_qc_validation.py --seeds 3,4,5,6 --cache /tmp/qc_s{seed}.jsonl
     .venv/bin/python benchmarks/bench_qc_validation.py --split tune # the tuning numbers, for comparison
 """
 
@@ -168,13 +170,81 @@ def table(by_kind: dict, by_cat: dict, fired: dict) -> str:
     return "\n".join(lines)
 
 
+def seed_table(per_seed: dict[int, dict]) -> str:
+    """One line per seed: good pairs rejected and sent to review, and each corruption type's caught rate."""
+    kinds = [k for k in CORRUPTIONS if any(k in bk for bk in per_seed.values())]
+    lines = [
+        "| seed | pairs | good rejected | good review | " + " | ".join(kinds) + " | lowest type |",
+        "|---:|---:|---:|---:|" + "---:|" * len(kinds) + "---:|",
+    ]
+    for seed, by_kind in sorted(per_seed.items()):
+        g = by_kind.get("good", Counter())
+        ng = max(1, sum(g.values()))
+        caught = {}
+        for k in kinds:
+            c = by_kind.get(k)
+            if c:
+                caught[k] = (sum(c.values()) - c["keep"]) / sum(c.values())
+        cells = " | ".join(f"{caught[k]:.3f}" if k in caught else "-" for k in kinds)
+        low = min(caught.values()) if caught else float("nan")
+        n = sum(sum(c.values()) for c in by_kind.values())
+        rej = f"{g['reject'] / ng:.3f} ({g['reject']}/{ng})"
+        lines.append(f"| {seed} | {n} | {rej} | {g['review'] / ng:.3f} | {cells} | **{low:.3f}** |")
+    return "\n".join(lines)
+
+
+def load_rows(args: argparse.Namespace, ap: argparse.ArgumentParser, seed: int) -> tuple[list[dict], bool]:
+    """The measured pairs of one seed: from the cache (refreshed or completed as asked) or measured now."""
+    cache = Path(str(args.cache).replace("{seed}", str(seed))) if args.cache else None
+    cached = bool(cache and cache.exists() and not (args.refresh or args.redo_kinds))
+    if cache and cache.exists():
+        rows = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+        if args.redo_kinds:
+            redo = set(args.redo_kinds.split(","))
+            wanted = [j for j in jobs(args.split, seed) if j[3] in redo]
+            rows = [r for r in rows if r["kind"] not in redo]
+            rows += list(bounded_map(pair_job, wanted, args.workers))
+        if args.refresh:
+            names = args.refresh.split(",")
+            fresh = {
+                (r["photo"], r["preset"], r["kind"])
+                for r in rows
+                if r["kind"] in set((args.redo_kinds or "").split(","))
+            }
+            keep = [r for r in rows if (r["photo"], r["preset"], r["kind"]) in fresh]
+            rest = [(r, names) for r in rows if (r["photo"], r["preset"], r["kind"]) not in fresh]
+            rows = keep + list(bounded_map(refresh_job, rest, args.workers))
+        if args.redo_kinds or args.refresh:
+            cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        kinds = tuple(args.kinds.split(",")) if args.kinds else ("good", *CORRUPTIONS)
+        unknown = set(kinds) - {"good", *CORRUPTIONS}
+        if unknown:
+            ap.error(f"unknown kinds {sorted(unknown)}; choose from good, {', '.join(CORRUPTIONS)}")
+        rows = list(bounded_map(pair_job, jobs(args.split, seed, kinds), args.workers))
+        if cache:
+            cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows, cached
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", choices=["measure", "tune"], default="measure")
     ap.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped one)")
-    ap.add_argument("--cache", type=Path, default=None, help="JSONL of measured pairs: reused, or written")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JSONL of measured pairs: reused, or written; `{seed}` in the name stands for each seed",
+    )
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--seed", type=int, default=3, help="degradation/corruption seed of the measure split")
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds of the measure split (e.g. 3,4,5,6): one summary line per seed, the "
+        "detailed table over all of them; overrides --seed",
+    )
     ap.add_argument("--kinds", default=None, help="comma-separated subset of good and the corruptions")
     ap.add_argument(
         "--refresh",
@@ -189,45 +259,35 @@ def main() -> None:
     )
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/qc-validation.md alone")
     args = ap.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    if args.split == "tune":
+        seeds = [1]
+    if len(seeds) > 1 and args.cache and "{seed}" not in str(args.cache):
+        ap.error("--cache needs `{seed}` in its name with several --seeds")
     started = time.perf_counter()
-    cached = bool(args.cache and args.cache.exists() and not (args.refresh or args.redo_kinds))
-    if args.cache and args.cache.exists():
-        rows = [json.loads(line) for line in args.cache.read_text().splitlines() if line.strip()]
-        if args.redo_kinds:
-            redo = set(args.redo_kinds.split(","))
-            wanted = [j for j in jobs(args.split, args.seed) if j[3] in redo]
-            rows = [r for r in rows if r["kind"] not in redo]
-            rows += list(bounded_map(pair_job, wanted, args.workers))
-        if args.refresh:
-            names = args.refresh.split(",")
-            fresh = {
-                (r["photo"], r["preset"], r["kind"])
-                for r in rows
-                if r["kind"] in set((args.redo_kinds or "").split(","))
-            }
-            keep = [r for r in rows if (r["photo"], r["preset"], r["kind"]) in fresh]
-            rest = [(r, names) for r in rows if (r["photo"], r["preset"], r["kind"]) not in fresh]
-            rows = keep + list(bounded_map(refresh_job, rest, args.workers))
-        if args.redo_kinds or args.refresh:
-            args.cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
-        kinds = tuple(args.kinds.split(",")) if args.kinds else ("good", *CORRUPTIONS)
-        unknown = set(kinds) - {"good", *CORRUPTIONS}
-        if unknown:
-            ap.error(f"unknown kinds {sorted(unknown)}; choose from good, {', '.join(CORRUPTIONS)}")
-        rows = list(bounded_map(pair_job, jobs(args.split, args.seed, kinds), args.workers))
-        if args.cache:
-            args.cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows: list[dict] = []
+    per_seed: dict[int, dict] = {}
+    all_cached = True
+    for seed in seeds:
+        seed_rows, cached = load_rows(args, ap, seed)
+        all_cached &= cached
+        per_seed[seed] = evaluate(seed_rows, args.policy)[0]
+        rows += seed_rows
     elapsed = time.perf_counter() - started
-    timing = f"metrics in {elapsed:.0f} s" if not cached else "metrics read from the cache of an earlier run"
+    timing = (
+        f"metrics in {elapsed:.0f} s" if not all_cached else "metrics read from the cache of an earlier run"
+    )
     by_kind, by_cat, fired = evaluate(rows, args.policy)
     body = table(by_kind, by_cat, fired)
+    if len(seeds) > 1:
+        body = f"{seed_table(per_seed)}\n\nAll {len(seeds)} seeds together:\n\n{body}"
     print(body)
     if args.no_doc:
         return
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    seed_words = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     block = (
-        f"Measured {stamp} on {machine()} ({platform.platform()}); split `{args.split}`, seed {args.seed}, "
+        f"Measured {stamp} on {machine()} ({platform.platform()}); split `{args.split}`, {seed_words}, "
         f"{len(rows)} pairs, "
         f"{timing}.\n\n{body}\n"
     )

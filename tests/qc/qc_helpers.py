@@ -22,7 +22,7 @@ def clean(name: str, h: int = 192, w: int = 256) -> np.ndarray:
 
 
 def make_run(root: Path, pairs: dict[str, str], variant: str = "classical") -> dict[str, str]:
-    """Ingest one rain LQ per photo, then write its HQ (clean, or corrupted as `pairs[photo]` says) with
+    """Ingest one rain LQ per photo, then write its HQ (clean, a copy of the LQ, or corrupted as `pairs[photo]` says) with
     a synth row, the way `ggt synth` records it. Returns {photo: item_id}."""
     src = root / "src"
     src.mkdir(parents=True)
@@ -31,7 +31,9 @@ def make_run(root: Path, pairs: dict[str, str], variant: str = "classical") -> d
         hq = clean(name)
         lq = apply_preset(hq, "rain", i + 1).image
         (src / f"{name}.png").write_bytes(encode_image(lq, "png"))
-        if kind != "good":
+        if kind == "copy":  # the HQ is the LQ as stored
+            hq = read_image_back(lq)
+        elif kind != "good":
             donor = clean("coffee" if name != "coffee" else "rocket")
             hq, _ = corrupt(kind, hq, read_image_back(lq), 7, donor)
         hqs[name] = hq

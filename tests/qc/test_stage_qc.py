@@ -16,7 +16,9 @@ from ggt.store import Run
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("qcrun")
-    ids = make_run(root, {"astronaut": "good", "chelsea": "shift", "coffee": "left_in"})
+    # "copy": HQ = LQ; only a copy is certainly unrestored (the left_in corruption's bilateral draw is
+    # reviewed, not rejected, see docs/qc-validation.md).
+    ids = make_run(root, {"astronaut": "good", "chelsea": "shift", "coffee": "copy"})
     return root / "run", ids
 
 

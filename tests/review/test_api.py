@@ -59,7 +59,7 @@ def test_queue_puts_review_first_then_pages_by_cursor_without_gaps(mixed: tuple[
     assert whole["next"] is None and len(whole["items"]) == 10
     order = [it["verdict"] for it in whole["items"]]
     assert order == sorted(order, key=["review", "reject", "keep"].index)
-    assert order[:6] == ["review"] * 6  # five classical pairs QC routed to review, then fake's one
+    assert order[:5] == ["review"] * 5 and order.count("review") == 5  # four classical pairs, then fake's one
     seen, cursor = [], None
     while True:
         page = c.get("/api/queue", params={"limit": 3, **({"cursor": cursor} if cursor else {})}).json()

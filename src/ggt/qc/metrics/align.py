@@ -54,7 +54,10 @@ def estimate_misalignment(
     ya, yb = gaussian(luma(a), 1.0), gaussian(luma(b), 1.0)
 
     win = cv2.createHanningWindow((w, h), cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(ya, yb, win)
+    # cv2.phaseCorrelate multiplies float32 inputs by the window IN PLACE (seen with 5.0.0); ECC below must
+    # see the unwindowed images, or an intensity offset (a veil, fog, a lifted black) becomes a
+    # window-shaped bump that ECC "explains" with a shift or a zoom. Hence the copies.
+    (dx, dy), _ = cv2.phaseCorrelate(ya.copy(), yb.copy(), win)
     warp = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
     cc = 0.0  # stays 0 when ECC cannot fit (keeps every value finite for JSON reports)
     converged = 0.0
