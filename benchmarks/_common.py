@@ -74,7 +74,7 @@ def record(section: str, body: str) -> None:
     if header in text:
         start = text.index(header)
         nxt = text.find("\n## ", start + len(header))
-        text = text[:start] + block + (text[nxt + 1 :] if nxt != -1 else "")
+        text = text[:start] + block + ("\n" + text[nxt + 1 :] if nxt != -1 else "")
     else:
         text = text.rstrip() + "\n\n" + block
     DOCS.write_text(text, encoding="utf-8")
@@ -95,6 +95,7 @@ def _serve_gemini(url_q: Any, stop: Any, answer_png: bytes, latency_s: float) ->
     headers = {"Content-Type": "application/json; charset=utf-8"}
     with StubServer() as stub:
         stub.decode_images = False
+        stub.keep_bodies = False
         stub.set_responder(lambda req: Reply(200, body, dict(headers)))
         stub.set_fault_rate(1.0, [Fault("slow", delay_s=latency_s)])
         url_q.put(stub.url)
