@@ -98,16 +98,10 @@ def test_local_and_ray_give_the_same_items_files_and_decisions(ray_cluster, tmp_
     assert synth(remote, overrides=RAY).planned == 0
 
 
-def test_worker_killed_mid_shard_is_retried_without_paying_twice(
-    ray_cluster, tmp_path, stub_server, monkeypatch
-):
-    run = _run(tmp_path, "kill", 6)
-    analyze(run)
-    sets = _gemini_sets(
-        stub_server, monkeypatch, "synth.concurrency=1", "execute.shard_size=3", "execute.executor=ray"
-    )
-    kill = ray_cluster["kill_file"]
-    kill.write_text("2")  # the first worker to settle 2 items exits hard, after the stub was paid for them
+def synth_killing_one_worker(kill: Path, run: Path, sets: list[str], stub) -> None:
+    """Synth 6 items in shards of 3, one shard at a time (so the calls in flight at the kill are that
+    worker's alone), the first worker to settle 2 items exiting hard after the stub was paid for them."""
+    kill.write_text("2")
     try:
         s = synth(run, generator="gemini", model=MODEL, overrides=sets)
     finally:
@@ -119,17 +113,28 @@ def test_worker_killed_mid_shard_is_retried_without_paying_twice(
     # call at a time, so the worker may have sent its third request when it died (the gate opens once an
     # answer is cached, before that item's HQ is written); that call's answer was lost with it and is the
     # only one that may be paid twice. A cache the retry could not see would repeat three.
-    bodies = [r.body_sha256 for r in stub_server.requests if r.route == "gemini.generate"]
-    counts = stub_server.counts_by_body("gemini.generate")
+    bodies = [r.body_sha256 for r in stub.requests if r.route == "gemini.generate"]
+    counts = stub.counts_by_body("gemini.generate")
     assert len(counts) == 6 and counts[bodies[0]] == counts[bodies[1]] == 1
     assert [b for b, n in counts.items() if n > 1] in ([], [bodies[2]])
     assert len(bodies) == 6 + (counts[bodies[2]] - 1)
     with Run.open(run) as r:
         assert r.store.scalar("SELECT COUNT(*) FROM costs WHERE stage='synth'") == 6  # the dead worker's too
         assert r.store.scalar("SELECT COUNT(*) FROM stage_results WHERE stage='synth' AND status='done'") == 6
-        assert r.store.scalar("SELECT COUNT(*) FROM cache_index") == 6
     assert len(list((run / "hq" / VARIANT).glob("*.png"))) == 6
     assert not list((run / "hq" / VARIANT).glob(".*"))  # no temp files left behind
+
+
+def test_worker_killed_mid_shard_is_retried_without_paying_twice(
+    ray_cluster, tmp_path, stub_server, monkeypatch
+):
+    run = _run(tmp_path, "kill", 6)
+    analyze(run)
+    sets = _gemini_sets(stub_server, monkeypatch, "synth.concurrency=1", "execute.shard_size=3",
+                        "execute.max_in_flight=1", "execute.executor=ray")  # fmt: skip
+    synth_killing_one_worker(ray_cluster["kill_file"], run, sets, stub_server)
+    with Run.open(run) as r:
+        assert r.store.scalar("SELECT COUNT(*) FROM cache_index") == 6
 
 
 def test_global_rate_limit_and_budget_hold_across_workers(ray_cluster, tmp_path, stub_server, monkeypatch):

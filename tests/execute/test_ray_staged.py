@@ -15,7 +15,7 @@ from ggt.store import Run
 
 ray = pytest.importorskip("ray")
 
-from test_ray_executor import MODEL, VARIANT, _gemini_sets, _rows, _run  # noqa: E402
+from test_ray_executor import VARIANT, _gemini_sets, _rows, _run, synth_killing_one_worker  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -83,34 +83,15 @@ def test_staged_api_worker_killed_mid_shard_is_retried_without_paying_twice(
         "synth.concurrency=1",
         *_staged(bucket, "execute.shard_size=3", "execute.max_in_flight=1"),
     )
-    kill = ray_staged["kill_file"]
-    # One shard at a time, so the calls in flight at the kill are that worker's alone. The first worker to
-    # settle 2 items exits hard, after the stub was paid for them.
-    kill.write_text("2")
-    try:
-        s = synth(run, generator="gemini", model=MODEL, overrides=sets)
-    finally:
-        fired = Path(str(kill) + ".fired")
-        assert fired.exists() and not kill.exists()
-        fired.unlink()
-    assert (s.done, s.failed, s.pending) == (6, 0, 0)
-    # The retry re-created the dead worker's two HQ files from the shared cache (beside the shards, since
-    # workers cannot see RUN/cache): neither answer was bought again; only the call in flight may repeat.
-    bodies = [r.body_sha256 for r in stub_server.requests if r.route == "gemini.generate"]
-    counts = stub_server.counts_by_body("gemini.generate")
-    assert len(counts) == 6 and counts[bodies[0]] == counts[bodies[1]] == 1
-    assert [b for b, n in counts.items() if n > 1] in ([], [bodies[2]])
-    assert len(bodies) == 6 + (counts[bodies[2]] - 1)
+    synth_killing_one_worker(ray_staged["kill_file"], run, sets, stub_server)
     with Run.open(run) as r:
-        assert r.store.scalar("SELECT COUNT(*) FROM costs WHERE stage='synth'") == 6  # the dead worker's too
-        assert r.store.scalar("SELECT COUNT(*) FROM stage_results WHERE stage='synth' AND status='done'") == 6
         results = [
             json.loads(x[0]) for x in r.store.query("SELECT result FROM stage_results WHERE stage='synth'")
         ]
     assert sorted(x["hq_path"] for x in results) == sorted(
         f"hq/{VARIANT}/{p.name}" for p in (run / "hq" / VARIANT).iterdir()
     )
-    assert len(list((run / "hq" / VARIANT).glob("*.png"))) == 6
-    assert not list((run / "hq" / VARIANT).glob(".*"))  # no temp files left behind
+    # The retry re-created the dead worker's HQ files from the shared cache beside the shards (workers
+    # cannot see RUN/cache).
     assert len(list((bucket / "cache").rglob("*.json"))) == 6 and not list((run / "cache").iterdir())
     assert _specs_leak(bucket, run) == [] and not list(bucket.rglob("out"))
