@@ -73,24 +73,34 @@ def _gemini_sets(stub, monkeypatch, *extra: str) -> list[str]:
 RAY = ["execute.executor=ray", "execute.shard_size=2"]
 
 
-def test_local_and_ray_give_the_same_items_files_and_decisions(ray_cluster, tmp_path):
-    local, remote = _run(tmp_path, "local", 4), _run(tmp_path, "ray", 4)
-    for run, sets in ((local, []), (remote, RAY)):
-        a = analyze(run, overrides=sets)
-        s = synth(run, overrides=sets)
-        q = qc(run, overrides=[*sets, "qc.report=false"])
+def same_as_local(tmp_path: Path, name: str, sets: list[str]) -> Path:
+    """Two 4-item runs through analyze, synth and QC, one local and one with `sets`: the same stage rows,
+    HQ bytes and decisions, one synth attempt per item. Returns the run made with `sets`."""
+    local, remote = _run(tmp_path, "local", 4), _run(tmp_path, name, 4)
+    for run, extra in ((local, []), (remote, sets)):
+        a = analyze(run, overrides=extra)
+        s = synth(run, overrides=extra)
+        q = qc(run, overrides=[*extra, "qc.report=false"])
         assert (a.analyzed, a.failed, s.done, s.failed) == (4, 0, 4, 0)
         assert q.variants["classical"].pairs == 4
     for stage in ("analyze", "synth", "qc_metrics", "qc"):
         assert _rows(local, stage) == _rows(remote, stage), stage
-    for f in sorted((local / "hq" / "classical").iterdir()):
+    hq = sorted((local / "hq" / "classical").iterdir())
+    assert len(hq) == 4 and sorted((remote / "hq" / "classical").iterdir()) == [
+        remote / "hq" / "classical" / f.name for f in hq
+    ]
+    for f in hq:
         assert f.read_bytes() == (remote / "hq" / "classical" / f.name).read_bytes()
-    assert len(list((remote / "hq" / "classical").iterdir())) == 4
     with Run.open(local) as a, Run.open(remote) as b:
         q = "SELECT item_id, variant, reviewer, decision, reasons FROM decisions ORDER BY item_id"
         assert [tuple(x) for x in a.store.query(q)] == [tuple(x) for x in b.store.query(q)]
         # One attempt per item and stage: the executor's commit and the stage's loop never both insert.
         assert b.store.scalar("SELECT COUNT(*) FROM attempts WHERE stage='synth'") == 4
+    return remote
+
+
+def test_local_and_ray_give_the_same_items_files_and_decisions(ray_cluster, tmp_path):
+    remote = same_as_local(tmp_path, "ray", RAY)
     shards = remote / "shards" / "synth" / "classical"
     assert len(list(shards.iterdir())) == 2  # 4 items, 2 per shard
     assert all((d / "committed").exists() for d in shards.iterdir())

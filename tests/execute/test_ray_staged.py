@@ -10,12 +10,11 @@ import pytest
 
 from ggt.analyze.stage import analyze
 from ggt.generate.stage import synth
-from ggt.qc.stage import qc
 from ggt.store import Run
 
 ray = pytest.importorskip("ray")
 
-from test_ray_executor import VARIANT, _gemini_sets, _rows, _run, synth_killing_one_worker  # noqa: E402
+from test_ray_executor import VARIANT, _gemini_sets, _run, same_as_local, synth_killing_one_worker  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +37,9 @@ def _specs_leak(bucket: Path, run: Path) -> list[str]:
 
 
 def test_staged_ray_gives_the_same_items_files_and_decisions_as_local(ray_staged, tmp_path):
-    local, remote = _run(tmp_path, "local", 4), _run(tmp_path, "staged", 4)
     bucket = tmp_path / "bucket"  # outside both run folders
     sets = _staged(bucket, "execute.shard_size=2")
-    for run, extra in ((local, []), (remote, sets)):
-        a = analyze(run, overrides=extra)
-        s = synth(run, overrides=extra)
-        q = qc(run, overrides=[*extra, "qc.report=false"])
-        assert (a.analyzed, a.failed, s.done, s.failed) == (4, 0, 4, 0)
-        assert q.variants["classical"].pairs == 4
-    for stage in ("analyze", "synth", "qc_metrics", "qc"):
-        assert _rows(local, stage) == _rows(remote, stage), stage
-    hq = sorted((local / "hq" / "classical").iterdir())
-    assert len(hq) == 4 and sorted(p.name for p in (remote / "hq" / "classical").iterdir()) == [
-        p.name for p in hq
-    ]
-    for f in hq:
-        assert f.read_bytes() == (remote / "hq" / "classical" / f.name).read_bytes()
-    with Run.open(local) as a, Run.open(remote) as b:
-        q = "SELECT item_id, variant, reviewer, decision, reasons FROM decisions ORDER BY item_id"
-        assert [tuple(x) for x in a.store.query(q)] == [tuple(x) for x in b.store.query(q)]
-        assert b.store.scalar("SELECT COUNT(*) FROM attempts WHERE stage='synth'") == 4
+    remote = same_as_local(tmp_path, "staged", sets)
     # Nothing of the driver's run root in any spec; the shard files live only in the bucket.
     specs = list(bucket.rglob("spec.pkl"))
     assert len(specs) == 6 and _specs_leak(bucket, remote) == []  # 3 stages x 2 shards
