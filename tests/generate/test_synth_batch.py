@@ -277,6 +277,10 @@ def test_file_batch_crash_after_upload_before_create_submits_again(tmp_path, stu
     assert [r["state"] for r in _ledger(run)] == ["collected"]
 
 
+def _crash_before_storing(self, row_id, submission):
+    raise Crash("killed before the name was stored")
+
+
 def test_file_batch_crash_windows_around_storing_the_job_name(tmp_path, stub_server, monkeypatch):
     from ggt.generate.batch import BatchLedger
     from ggt.generate.gemini import GeminiBatch
@@ -284,23 +288,19 @@ def test_file_batch_crash_windows_around_storing_the_job_name(tmp_path, stub_ser
     run = _analysed_run(tmp_path, n=3)
     overrides = [*_gemini(monkeypatch, stub_server), FILE_MODE]
 
-    # 1. Killed after the vendor created the job, before its name reached the ledger: the one window the
-    # ledger cannot cover. The rerun cannot know the job exists; it submits again and says where to look.
-    def crash_before_storing(self, row_id, submission):
-        raise Crash("killed before the name was stored")
-
+    # 1. Killed after the vendor created the job, before its name reached the ledger. The ledger holds the
+    # display name it gave the job before creating it.
     with monkeypatch.context() as m:
-        m.setattr(BatchLedger, "submitted", crash_before_storing)
+        m.setattr(BatchLedger, "submitted", _crash_before_storing)
         with pytest.raises(Crash):
             synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
     [row] = _ledger(run)
     assert (row["state"], row["name"]) == ("submitting", None)
-    assert stub_server.count("gemini.batch_create") == 1
-    orphan = stub_server.batches["batches/stub-1"]
-    assert orphan.display_name == row["display_name"]  # findable in the console under the recorded name
+    assert stub_server.count("gemini.batch_create") == 1 and stub_server.uploads == 1
+    assert stub_server.batches["batches/stub-1"].display_name == row["display_name"]
 
-    # 2. Killed once the name is stored (here: while waiting): the rerun resumes that job, with no second
-    # upload or job, collects it and deletes its input file, known from the ledger alone.
+    # 2. The rerun finds that job in the vendor's list by its display name and adopts it: no second upload
+    # or job. Killed again while waiting, the next rerun resumes it from the ledger.
     stub_server.batch_pending_polls = 10_000
 
     async def crash_while_waiting(self, name):
@@ -310,17 +310,50 @@ def test_file_batch_crash_windows_around_storing_the_job_name(tmp_path, stub_ser
         m.setattr(GeminiBatch, "status", crash_while_waiting)
         with pytest.raises(Crash):
             synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
-    assert stub_server.count("gemini.batch_create") == 2 and stub_server.uploads == 2
+    assert stub_server.count("gemini.batch_list") == 1
+    assert stub_server.count("gemini.batch_create") == 1 and stub_server.uploads == 1
     [stored] = _ledger(run)
-    assert stored["state"] == "submitted" and stored["name"] == "batches/stub-2"
-    assert stored["detail"] == {"mode": "file", "input_file": "files/stub-upload-2"}
+    assert (stored["state"], stored["name"], stored["detail"]) == (
+        "submitted",
+        "batches/stub-1",
+        {"adopted": True},
+    )
 
-    stub_server.set_batch_state("batches/stub-2", "BATCH_STATE_RUNNING")  # done at the next look
+    stub_server.set_batch_state("batches/stub-1", "BATCH_STATE_RUNNING")  # done at the next look
     s = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, **FAST)
-    assert (s.done, s.failed, s.batch_jobs) == (3, 0, ["batches/stub-2"])
-    assert stub_server.count("gemini.batch_create") == 2 and stub_server.uploads == 2
-    assert "files/stub-upload-2" in stub_server.deleted_files
+    assert (s.done, s.failed, s.batch_jobs) == (3, 0, ["batches/stub-1"])
+    assert stub_server.count("gemini.batch_create") == 1 and stub_server.count("gemini.batch_item") == 3
     assert [r["state"] for r in _ledger(run)] == ["collected"]
+
+
+def test_openai_job_created_before_a_stop_is_adopted_and_an_unreachable_list_pays_nothing(
+    tmp_path, stub_server, monkeypatch
+):
+    from ggt.generate.batch import BatchLedger
+
+    run = _analysed_run(tmp_path, n=3)
+    overrides = _openai(monkeypatch, stub_server)
+    with monkeypatch.context() as m:
+        m.setattr(BatchLedger, "submitted", _crash_before_storing)
+        with pytest.raises(Crash):
+            synth(run, generator="openai", model="gpt-image-x", overrides=overrides, batch=True, **FAST)
+    assert stub_server.count("openai.batches_create") == 1
+    # The vendor's list cannot be read: whether the job exists is unknown, so its items wait (not paid for
+    # a second time) and the row stays for the next run.
+    stub_server.push_fault("server_error", route="openai.batches_list")
+    stub_server.push_fault("server_error", route="openai.batches_list")
+    stub_server.push_fault("server_error", route="openai.batches_list")
+    waiting = synth(run, generator="openai", model="gpt-image-x", overrides=overrides, batch=True, **FAST)
+    assert (waiting.done, waiting.pending) == (0, 3)
+    assert any("could not check whether batch" in n for n in waiting.notes)
+    assert stub_server.count("openai.batches_create") == 1
+    assert [r["state"] for r in _ledger(run)] == ["submitting"]
+    stub_server.clear_faults()
+    s = synth(run, generator="openai", model="gpt-image-x", overrides=overrides, batch=True, **FAST)
+    assert (s.done, s.failed) == (3, 0) and any("adopted batch" in n for n in s.notes)
+    assert stub_server.count("openai.batches_create") == 1 and stub_server.count("openai.files_create") == 1
+    [row] = _ledger(run)
+    assert row["state"] == "collected" and row["detail"]["input_file_id"] == "file-stub1"
 
 
 @pytest.mark.slow

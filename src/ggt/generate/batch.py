@@ -83,6 +83,10 @@ class Submission:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+# Pages of 100 jobs `find_job` searches: a job whose name a stopped run never stored is among the newest.
+FIND_PAGES = 10
+
+
 class BatchBackend(Protocol):
     """What the synth stage needs of a vendor's Batch API helper."""
 
@@ -104,6 +108,8 @@ class BatchBackend(Protocol):
     # Optional: `results_for(submission, keys)`, used instead of `results` when a backend has it. It gets
     # the stored `Submission` (e.g. an uploaded file to delete once read) and the job's request keys in
     # submission order (so an item whose answer is missing or unreadable can be told why).
+    # Optional: `find_job(display_name) -> Submission | None`, the vendor's job of that display name among
+    # its most recent ones: a run stopped between creating a job and storing its name adopts it.
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -326,16 +332,37 @@ async def run_batches(
     stats = BatchRunStats()
     say = on_status or (lambda _text: None)
     entries: list[LedgerEntry] = []
+    unknown: set[str] = set()  # items of a job that may exist but could not be looked up: not resubmitted
     for entry in ledger.open_entries():
         if entry.name is None:
             # Killed between recording the job and hearing back from the vendor: it may or may not exist.
-            ledger.abandon(entry.id)
-            stats.notes.append(
-                f"{len(entry.items)} items were being submitted when an earlier run stopped; they are submitted "
-                f"again. Check the vendor's console for a job named {entry.display_name!r}: if it exists, it was "
-                "paid for and can be cancelled."
-            )
-        elif entry.params != params:
+            # The vendor's list says which, by the display name recorded before the job was created.
+            find = getattr(backend, "find_job", None)
+            try:
+                found = await find(entry.display_name) if find is not None else None
+            except VLMError as exc:
+                unknown.update(i.item_id for i in entry.items)
+                stats.notes.append(
+                    f"could not check whether batch {entry.display_name!r} of an earlier run exists ({exc}); its "
+                    f"{len(entry.items)} items are left pending rather than paid for twice: rerun"
+                )
+                continue
+            if found is None:
+                ledger.abandon(entry.id)
+                stats.notes.append(
+                    f"{len(entry.items)} items were being submitted when an earlier run stopped, and the vendor "
+                    f"has no job named {entry.display_name!r}; they are submitted again"
+                    + (
+                        ""
+                        if find is not None
+                        else " (check its console: if that job exists, it can be cancelled)"
+                    )
+                )
+                continue
+            ledger.submitted(entry.id, found)
+            entry.name, entry.detail, entry.state = found.name, found.detail, "submitted"
+            stats.notes.append(f"adopted batch {found.name} ({entry.display_name}), created before a stop")
+        if entry.params != params:
             stats.notes.append(
                 f"batch {entry.name} was submitted with other settings; it is left as is (not collected)"
             )
@@ -343,7 +370,7 @@ async def run_batches(
             entries.append(entry)
     stats.resumed_jobs = len(entries)
     committed = committed_usd + sum(e.estimated_usd for e in entries)
-    in_flight = {item.item_id for e in entries for item in e.items}
+    in_flight = {item.item_id for e in entries for item in e.items} | unknown
     cached: list[Any] = []
     chunk: dict[str, BatchRequest] = {}
     chunk_items: list[LedgerItem] = []

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from ggt.generate.api import APIGenerator, GeneratorOptions, ImageUsage, RawImage, error_usage
-from ggt.generate.batch import BatchItemResult, BatchRequest, BatchStatus, Submission
+from ggt.generate.batch import FIND_PAGES, BatchItemResult, BatchRequest, BatchStatus, Submission
 from ggt.vlm.errors import (
     EmptyResponseError,
     PermanentVLMError,
@@ -467,6 +467,24 @@ class GeminiBatch:
 
     async def cancel(self, name: str) -> None:
         await self.generator._call(lambda sdk: sdk.aio.batches.cancel(name=name))
+
+    async def find_job(self, display_name: str) -> Submission | None:
+        """The job named `display_name` among the account's most recent ones, or None (see BatchBackend)."""
+        from google.genai import types
+
+        pager = await self.generator._call(
+            lambda sdk: sdk.aio.batches.list(config=types.ListBatchJobsConfig(page_size=100))
+        )
+        for _ in range(FIND_PAGES):
+            for job in pager.page:
+                if job.display_name == display_name and job.name:
+                    # The API does not say which file a job was made from: the input file of an adopted
+                    # job is left to expire (Google deletes uploads after 48 hours).
+                    return Submission(str(job.name), {"adopted": True})
+            if not pager.config.get("page_token"):
+                return None
+            await self.generator._call(lambda _sdk: pager.next_page())  # the pager moves on in place
+        return None
 
     async def results_for(self, submission: Submission, keys: Sequence[str]) -> list[BatchItemResult]:
         """`results` of a job the ledger stored: its input file (deleted after) and keys are known."""

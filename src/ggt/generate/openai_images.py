@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from ggt.generate.api import APIGenerator, GeneratorOptions, ImageUsage, RawImage, error_usage
-from ggt.generate.batch import BatchItemResult, BatchRequest, BatchStatus, Submission
+from ggt.generate.batch import FIND_PAGES, BatchItemResult, BatchRequest, BatchStatus, Submission
 from ggt.vlm.base import resolve_api_key
 from ggt.vlm.errors import (
     EmptyResponseError,
@@ -254,6 +254,18 @@ class OpenAIBatch:
             )
         )
         return Submission(str(job.id), {"input_file_id": uploaded.id})
+
+    async def find_job(self, display_name: str) -> Submission | None:
+        """The job created with `display_name` (in its metadata) among the most recent ones, or None."""
+        page = await self.generator._call(lambda sdk: sdk.batches.list(limit=100))
+        for _ in range(FIND_PAGES):
+            for job in page.data:
+                if (job.metadata or {}).get("ggt") == display_name:
+                    return Submission(str(job.id), {"input_file_id": job.input_file_id})
+            if not page.has_next_page():
+                return None
+            page = await self.generator._call(lambda _sdk, p=page: p.get_next_page())
+        return None
 
     async def status(self, name: str) -> BatchStatus:
         return _batch_status(await self.generator._call(lambda sdk: sdk.batches.retrieve(name)))
