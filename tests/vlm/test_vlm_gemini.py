@@ -105,7 +105,7 @@ def test_faults_are_classified_without_sdk_retries(
 ) -> None:
     # Prose instead of JSON gets one corrective retry, so it must fail twice to surface.
     stub.push_fault(*([fault] * (2 if reason == "malformed_json" else 1)))
-    client = gemini(stub, timeout_s=0.3)
+    client = gemini(stub, timeout_s=1.5)  # under the slow fault's 3 s, well over a loaded stub's answer
     with pytest.raises(error) as info:
         client.request_json_sync([image], INSTRUCTION, VLMAnalysis)
     err = info.value

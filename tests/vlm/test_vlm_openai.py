@@ -90,7 +90,7 @@ def test_faults_are_classified_without_sdk_retries(
 ) -> None:
     stub.push_fault(fault)
     with pytest.raises(error) as info:
-        openai(stub, timeout_s=0.3).request_json_sync([image], INSTRUCTION, VLMAnalysis)
+        openai(stub, timeout_s=1.5).request_json_sync([image], INSTRUCTION, VLMAnalysis)  # < slow fault's 3 s
     err = info.value
     assert err.reason == reason
     assert "\n" not in str(err) and str(err).startswith("openai gpt-test: ")
