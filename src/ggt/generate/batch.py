@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ggt.generate.api import GeneratedImage
 from ggt.store import RunStore, now
-from ggt.vlm.errors import VLMError
+from ggt.vlm.errors import VLMConfigError, VLMError
 
 __all__ = [
     "BatchBackend",
@@ -81,6 +81,18 @@ class Submission:
 
     name: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+def check_requests(requests: Sequence[BatchRequest], max_items: int, where: dict[str, Any]) -> None:
+    """What every vendor's job needs of its requests, checked before anything is sent: at least one, at
+    most `max_items`, unique keys (they match answers back to items)."""
+    if not requests:
+        raise VLMConfigError("a batch needs at least one request", **where)
+    keys = [r.key for r in requests]
+    if len(set(keys)) != len(keys):
+        raise VLMConfigError("batch request keys must be unique", **where)
+    if len(requests) > max_items:
+        raise VLMConfigError(f"a batch holds at most {max_items} requests", **where)
 
 
 # Pages of 100 jobs `find_job` searches: a job whose name a stopped run never stored is among the newest.

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from ggt.generate.api import APIGenerator, GeneratorOptions, ImageUsage, RawImage, error_usage
-from ggt.generate.batch import FIND_PAGES, BatchItemResult, BatchRequest, BatchStatus, Submission
+from ggt.generate.batch import (
+    FIND_PAGES,
+    BatchItemResult,
+    BatchRequest,
+    BatchStatus,
+    Submission,
+    check_requests,
+)
 from ggt.vlm.errors import (
     EmptyResponseError,
     PermanentVLMError,
@@ -302,13 +309,7 @@ class GeminiBatch:
     def _check(self, requests: Sequence[BatchRequest]) -> list[str]:
         """Every input checked before anything is sent; returns each request's MIME type."""
         where = self._where()
-        if not requests:
-            raise VLMConfigError("a batch needs at least one request", **where)
-        keys = [r.key for r in requests]
-        if len(set(keys)) != len(keys):
-            raise VLMConfigError("batch request keys must be unique", **where)
-        if len(requests) > self.max_items:
-            raise VLMConfigError(f"a batch holds at most {self.max_items} requests", **where)
+        check_requests(requests, self.max_items, where)
         size = sum(self.request_bytes(r) for r in requests)
         if size > self.max_request_bytes:
             how = "inline" if self.mode == "inline" else "as a file"

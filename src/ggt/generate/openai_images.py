@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from ggt.generate.api import APIGenerator, GeneratorOptions, ImageUsage, RawImage, error_usage
-from ggt.generate.batch import FIND_PAGES, BatchItemResult, BatchRequest, BatchStatus, Submission
+from ggt.generate.batch import (
+    FIND_PAGES,
+    BatchItemResult,
+    BatchRequest,
+    BatchStatus,
+    Submission,
+    check_requests,
+)
 from ggt.vlm.base import resolve_api_key
 from ggt.vlm.errors import (
     EmptyResponseError,
@@ -230,13 +237,7 @@ class OpenAIBatch:
         """Upload the JSONL file (purpose "batch"), then create the job; inputs are checked first."""
         gen = self.generator
         where: dict[str, Any] = {"backend": gen.name, "model": gen.model}
-        if not requests:
-            raise VLMConfigError("a batch needs at least one request", **where)
-        keys = [r.key for r in requests]
-        if len(set(keys)) != len(keys):
-            raise VLMConfigError("batch request keys must be unique", **where)
-        if len(requests) > self.max_items:
-            raise VLMConfigError(f"a batch holds at most {self.max_items} requests", **where)
+        check_requests(requests, self.max_items, where)
         payload = b"".join(self.line(r) for r in requests)
         if len(payload) > self.max_request_bytes:
             raise VLMConfigError(
