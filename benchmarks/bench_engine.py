@@ -24,13 +24,13 @@ from _common import GeminiStubProcess, record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from fixtures.runs import set_analysis
 from ggt.config import GeometryConfig
 from ggt.generate.geometry import answer_is_final, plan, prepare, restore_framing, sends_lq_as_is
 from ggt.generate.stage import synth
 from ggt.imaging import decode_image, encode_image, plain_png_size, write_image
 from ggt.ingest import ingest
 from ggt.photos import PHOTO_NAMES, load_photo
-from ggt.store import Run, dumps, now
 
 SIZE = 1024
 LATENCY_S = 2.0
@@ -57,14 +57,7 @@ def make_run(root: Path, n: int) -> Path:
         "analyzer": "heuristic",
         "model": None,
     }
-    with Run.open(run) as r, r.store.transaction() as conn:
-        for (item_id,) in conn.execute("SELECT id FROM items").fetchall():
-            result = {"report": report, "prompt": f"Restore {item_id}.", "prompting": "adaptive"}
-            conn.execute(
-                "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
-                " VALUES (?, 'analyze', '', 'done', ?, ?)",
-                (item_id, dumps(result), now()),
-            )
+    set_analysis(run, report, lambda item_id: f"Restore {item_id}.")
     return run
 
 

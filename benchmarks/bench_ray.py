@@ -29,10 +29,10 @@ from _common import GeminiStubProcess, record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from fixtures.runs import set_analysis
 from ggt.generate.stage import synth
 from ggt.imaging import encode_image, write_image
 from ggt.ingest import ingest
-from ggt.store import Run, dumps, now
 
 LATENCY_S = 1.0
 SIZE = 64
@@ -75,17 +75,7 @@ def _make_run(root: Path, n: int) -> Path:
     ingest([root / "src"], run, overrides=["ingest.near_dup_distance=0"])
     report = {"category": "haze", "degradations": [{"type": "haze", "severity": 0.5}], "scene": "",
               "measures": {}, "analyzer": "heuristic", "model": None}  # fmt: skip
-    with Run.open(run) as r, r.store.transaction() as conn:
-        for (item_id,) in conn.execute("SELECT id FROM items").fetchall():
-            conn.execute(
-                "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
-                " VALUES (?, 'analyze', '', 'done', ?, ?)",
-                (
-                    item_id,
-                    dumps({"report": report, "prompt": "Remove the haze.", "prompting": "fixed"}),
-                    now(),
-                ),
-            )
+    set_analysis(run, report, "Remove the haze.", prompting="fixed")
     return run
 
 

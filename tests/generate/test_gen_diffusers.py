@@ -177,23 +177,18 @@ def test_synth_stage_runs_the_diffusers_generator_with_each_items_prompt(
     tiny_model: Path, tmp_path: Path
 ) -> None:
     from fixtures import badfiles as bf
+    from fixtures.runs import set_analysis
     from ggt.generate.stage import synth
     from ggt.imaging import read_image
     from ggt.ingest import ingest
-    from ggt.store import Run, dumps, now
+    from ggt.store import Run
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.png").write_bytes(bf.save(bf.photo("coffee", size=(64, 48)), "PNG"))
     run = tmp_path / "run"
     ingest([tmp_path / "src"], run)
     report = {"category": "haze", "degradations": [], "scene": "", "measures": {}, "analyzer": "heuristic"}
-    with Run.open(run) as r, r.store.transaction() as conn:
-        (item_id,) = conn.execute("SELECT id FROM items").fetchone()
-        conn.execute(
-            "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
-            " VALUES (?, 'analyze', '', 'done', ?, ?)",
-            (item_id, dumps({"report": report, "prompt": "Dehaze it.", "prompting": "adaptive"}), now()),
-        )
+    set_analysis(run, report, "Dehaze it.")
     s = synth(run, generator="diffusers",
               overrides=[f"synth.options.model={tiny_model}", "synth.options.steps=2", "synth.workers=1"])  # fmt: skip
     assert (s.done, s.failed) == (1, 0), s

@@ -13,13 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from fixtures import badfiles as bf
+from fixtures.runs import set_analysis
 from fixtures.stubs.server import Fault
 from ggt.cli import app
 from ggt.config import ConfigError
 from ggt.generate.stage import synth
 from ggt.imaging import read_image
 from ggt.ingest import ingest
-from ggt.store import Run, dumps, now
+from ggt.store import Run
 
 runner = CliRunner()
 KEY = "AIza-synth-test-key-0000"
@@ -39,13 +40,7 @@ def _analysed_run(tmp_path, n=3, size=(160, 120)):
     ingest([tmp_path / "src"], run)
     report = {"category": "haze", "degradations": [{"type": "haze", "severity": 0.6}], "scene": "", "measures": {},
               "analyzer": "heuristic", "model": None}  # fmt: skip
-    with Run.open(run) as r, r.store.transaction() as conn:
-        for row in conn.execute("SELECT id FROM items").fetchall():
-            conn.execute(
-                "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
-                " VALUES (?, 'analyze', '', 'done', ?, ?)",
-                (row[0], dumps({"report": report, "prompt": f"Remove the haze of {row[0]}.", "prompting": "adaptive"}), now()),
-            )  # fmt: skip
+    set_analysis(run, report, lambda item_id: f"Remove the haze of {item_id}.")
     return run
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from fixtures import badfiles as bf
+from fixtures.runs import set_analysis
 from ggt.store import Run, dumps, now
 
 PHOTOS = ["coffee", "chelsea", "astronaut", "rocket", "camera"]
@@ -30,13 +31,7 @@ def build_run(root: Path, n: int = 5) -> Path:
     report = {"category": "haze", "degradations": [{"type": "haze", "severity": 0.6}], "scene": "",
               "measures": {}, "analyzer": "heuristic", "model": None}  # fmt: skip
     # Fixed analysis rows: the review page shows whatever the analyzer wrote; its judgement is not tested here.
-    with Run.open(run) as r, r.store.transaction() as conn:
-        for (item_id,) in conn.execute("SELECT id FROM items").fetchall():
-            conn.execute(
-                "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
-                " VALUES (?, 'analyze', '', 'done', ?, ?)",
-                (item_id, dumps({"report": report, "prompt": f"Remove the haze of {item_id}."}), now()),
-            )
+    set_analysis(run, report, lambda item_id: f"Remove the haze of {item_id}.", prompting=None)
     synth(run)
     qc(run, overrides=["qc.report=false", "qc.workers=1"])
     return run

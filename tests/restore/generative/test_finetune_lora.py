@@ -17,6 +17,7 @@ pytest.importorskip("diffusers")
 import torch
 from finetune_helpers import base_config, tiny_export, tiny_ip2p
 
+from fixtures.runs import set_analysis
 from ggt.analyze.report import DegradationReport
 from ggt.restore.generative import FinetuneConfig, FinetuneError, finetune
 from ggt.restore.generative.train import LORA_FILE, STATE_FILE
@@ -190,7 +191,6 @@ def test_ggt_synth_uses_the_lora(trained: Any, tiny: dict[str, Path], tmp_path: 
     from ggt.cli import app
     from ggt.imaging import encode_image, read_image
     from ggt.ingest import ingest
-    from ggt.store import Run, dumps, now
 
     (tmp_path / "src").mkdir()
     px = (np.random.default_rng(3).random((32, 32, 3)) * 255).astype(np.uint8)
@@ -206,17 +206,7 @@ def test_ggt_synth_uses_the_lora(trained: Any, tiny: dict[str, Path], tmp_path: 
             "measures": {},
             "analyzer": "heuristic",
         }
-        with Run.open(run) as r, r.store.transaction() as conn:
-            (item,) = conn.execute("SELECT id FROM items").fetchone()
-            conn.execute(
-                "INSERT INTO stage_results(item_id, stage, variant, status, result, updated_at)"
-                " VALUES (?, 'analyze', '', 'done', ?, ?)",
-                (
-                    item,
-                    dumps({"report": report, "prompt": "remove the rain", "prompting": "adaptive"}),
-                    now(),
-                ),
-            )
+        set_analysis(run, report, "remove the rain")
         sets = ["synth.options.pipeline=instruct-pix2pix", "synth.options.steps=2", "synth.workers=1"]
         args = ["synth", "--run", str(run), "--generator", "diffusers", "--model", str(tiny["model"])]
         args += ["--lora", str(lora)] if lora else []
