@@ -18,6 +18,7 @@ Ordering that the guarantees rest on:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -795,7 +796,7 @@ class Engine:
             if entry is not None:
                 self._summary.cache_hits += 1
                 if not self.cache.is_indexed(key):
-                    self.cache.index(key, entry[1])
+                    self._adopt(job, key, entry[1])
                 outcome = _Outcome("done", data=entry[0])
             else:
                 outcome = await self._attempt_until_settled(job, key, call)
@@ -815,6 +816,35 @@ class Engine:
             return
         result.setdefault("request_key", key)
         self._record_done(job, result)
+
+    def _adopt(self, job: Job, key: str, meta: Mapping[str, Any]) -> None:
+        """Catalogue a cached answer this store has no index row for.
+
+        Either another run paid for it (a shared cache: it costs this run nothing), or this run did and was
+        killed between writing the cache files and recording them. In the second case its attempt is still
+        open: close it and record the cost the cache's meta kept, or the ledger and the budget would miss
+        a call the vendor billed.
+        """
+        with self.store.transaction() as conn:
+            self.cache.index(key, meta, conn=conn)
+            row = conn.execute(  # by item first: attempts_item is the index a 100K-item store has
+                "SELECT id FROM attempts WHERE item_id=? AND stage=? AND request_key=? AND ended_at IS NULL"
+                " ORDER BY started_at DESC LIMIT 1",
+                (job.item_id, self.stage, key),
+            ).fetchone()
+            if (
+                row is None
+                or conn.execute(
+                    "SELECT 1 FROM costs WHERE item_id=? AND request_key=?", (job.item_id, key)
+                ).fetchone()
+            ):
+                return
+            self._end_attempt(
+                row[0], ok=True, message="answered; recorded after an interrupted run", conn=conn
+            )
+            cost = float(meta.get("cost_usd") or 0.0)
+            self._insert_cost(conn, job, key, cost, meta.get("usage") or {})
+        self.budget.spent_usd += cost
 
     async def _post_process(self, job: Job, data: bytes) -> Mapping[str, Any]:
         if self.on_result is None:
@@ -841,14 +871,15 @@ class Engine:
         while True:
             attempt += 1
             # The slot is held for one attempt only: a job sleeping off a 429 must not block others' calls.
-            async with gate.semaphore:
+            async with contextlib.AsyncExitStack() as slot:
+                await slot.enter_async_context(gate.semaphore)
                 reservation = await self.budget.reserve(estimate)
                 if reservation is None:
                     return _Outcome("pending", attempts=attempt - 1)
                 try:
                     if gate.bucket is not None:
                         await gate.bucket.acquire()
-                    result = await self._one_attempt(job, key, call, reservation)
+                    result = await self._one_attempt(job, key, call, reservation, slot.aclose)
                 finally:
                     # Only reached unsettled on cancellation or a store error: nothing was billed we know of.
                     self.budget.settle(reservation, 0.0)
@@ -865,8 +896,18 @@ class Engine:
             self._summary.retries += 1
             await self.sleep(self.retry.delay(attempt, failure.retry_after_s, self.rng))
 
-    async def _one_attempt(self, job: Job, key: str, call: Call, reservation: Reservation) -> bytes | Failure:
-        """One call, recorded. Returns the response bytes (cached and indexed) or the failure."""
+    async def _one_attempt(
+        self,
+        job: Job,
+        key: str,
+        call: Call,
+        reservation: Reservation,
+        release_slot: Callable[[], Awaitable[None]],
+    ) -> bytes | Failure:
+        """One call, recorded. Returns the response bytes (cached and indexed) or the failure.
+
+        `release_slot` gives the concurrency slot back early, once a paid answer is safe on disk.
+        """
         request = job.request
         started = now()
         with self.store.transaction() as conn:
@@ -935,6 +976,10 @@ class Engine:
                 )
                 self._insert_cost(conn, job, key, cost, usage)
             raise
+        # The answer is durable, so a kill from here on costs nothing (`_adopt` records it on the rerun):
+        # the slot goes back before the bookkeeping. Before this point a kill loses the answer, and the
+        # slots bound how many such answers there can be.
+        await release_slot()
         with self.store.transaction() as conn:
             self.cache.index(key, stored, conn=conn)
             self._end_attempt(attempt_id, ok=True, conn=conn)
