@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from test_synth_stage import KEY, _analysed_run, _gemini
@@ -218,10 +219,19 @@ def test_cli_gemini_file_batch_end_to_end(tmp_path, stub_server, monkeypatch):
     from typer.testing import CliRunner
 
     from ggt.cli import app
+    from ggt.generate.gemini import GeminiBatch
 
     run = _analysed_run(tmp_path, n=4)
     sets = [a for o in [*_gemini(monkeypatch, stub_server), FILE_MODE] for a in ("--set", o)]
     stub_server.push_fault("safety")  # the job's first line
+    submitted: list = []
+    real_submit = GeminiBatch.submit_job
+
+    async def spy(self, requests, **kwargs):
+        submitted.extend(requests)
+        return await real_submit(self, requests, **kwargs)
+
+    monkeypatch.setattr(GeminiBatch, "submit_job", spy)
     stub_server.batch_pending_polls = 0  # done at the first look: the CLI polls every 30 s
     res = CliRunner().invoke(app, ["synth", "--run", str(run), "--generator", "gemini", "--model", GEMINI,
                                    "--batch", "--json", *sets])  # fmt: skip
@@ -239,6 +249,9 @@ def test_cli_gemini_file_batch_end_to_end(tmp_path, stub_server, monkeypatch):
     assert stub_server.deleted_files == ["files/stub-upload-1"]  # the input, once its answers were read
     # Every line of the uploaded file was one item's request, answered as a direct call would be.
     assert _items_sent(stub_server, "gemini.batch_create") == [4]
+    # The job's images waited on disk, not in memory, and the spool is gone once the job was submitted.
+    assert len(submitted) == 4 and all(isinstance(r.data, Path) for r in submitted)
+    assert not any(r.data.exists() for r in submitted) and not submitted[0].data.parent.exists()
     with Run.open(run) as r:
         rows = r.store.query(
             "SELECT s.result, i.width, i.height FROM stage_results s JOIN items i ON i.id = s.item_id"

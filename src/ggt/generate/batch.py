@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,11 +44,24 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """One item of a batch: `key` (e.g. the request key) comes back with its answer."""
+    """One item of a batch: `key` (e.g. the request key) comes back with its answer.
+
+    `data` is the image's bytes, or a file holding them: `run_batches` spools each image to disk as it
+    fills a job, so a 2 GB file job is never held in memory, only read line by line as it is written.
+    """
 
     key: str
-    image: bytes
+    data: bytes | Path
     prompt: str
+
+    @property
+    def image(self) -> bytes:
+        return self.data.read_bytes() if isinstance(self.data, Path) else self.data
+
+    @property
+    def size(self) -> int:
+        """The image's size in bytes, without reading a spooled one."""
+        return self.data.stat().st_size if isinstance(self.data, Path) else len(self.data)
 
 
 class BatchStatus(BaseModel):
@@ -398,9 +413,18 @@ async def run_batches(
         ))  # fmt: skip
 
     async def flush() -> None:
-        nonlocal chunk, chunk_items, chunk_bytes, committed, stop
-        requests, items = list(chunk.values()), chunk_items
-        chunk, chunk_items, chunk_bytes = {}, [], 0
+        nonlocal chunk, chunk_items, chunk_bytes
+        spooled = list(chunk.values())
+        try:
+            await submit(spooled, chunk_items)
+        finally:  # the spool holds one job at a time, however many a run submits
+            chunk, chunk_items, chunk_bytes = {}, [], 0
+            for request in spooled:
+                if isinstance(request.data, Path):
+                    request.data.unlink(missing_ok=True)
+
+    async def submit(requests: list[BatchRequest], items: list[LedgerItem]) -> None:
+        nonlocal committed, stop
         if cap_usd is not None and estimate_usd > 0:
             fit = max(0, int((cap_usd - committed) / estimate_usd + 1e-9))
             if fit < len(requests):
@@ -431,28 +455,33 @@ async def run_batches(
             LedgerEntry(row, submission.name, name, "submitted", params, items, cost, submission.detail)
         )
 
-    async for job in jobs:
-        if stop:
-            break
-        if job.item_id in in_flight:
-            continue
-        key = job.request.request_key()
-        if engine.cache.path(key).exists():  # the engine checks the entry itself before using it
-            cached.append(light(job, params))
-            continue
-        item = LedgerItem(job.item_id, key, job.request.prompt, job.request.input_digest() or "")
-        if key not in chunk:
-            request = BatchRequest(key, job.request.input_bytes or b"", job.request.prompt)
-            size = backend.request_bytes(request)
-            if chunk and (len(chunk) >= batch_size or chunk_bytes + size > backend.max_request_bytes):
-                await flush()
-                if stop:
-                    break
-            chunk[key] = request
-            chunk_bytes += size
-        chunk_items.append(item)
-    if chunk and not stop:
-        await flush()
+    # Each image of the job being filled waits on disk, not in memory (a file job holds up to ~2 GB).
+    with tempfile.TemporaryDirectory(prefix="ggt-batch-spool-") as spool_dir:
+        spool = Path(spool_dir)
+        async for job in jobs:
+            if stop:
+                break
+            if job.item_id in in_flight:
+                continue
+            key = job.request.request_key()
+            if engine.cache.path(key).exists():  # the engine checks the entry itself before using it
+                cached.append(light(job, params))
+                continue
+            item = LedgerItem(job.item_id, key, job.request.prompt, job.request.input_digest() or "")
+            if key not in chunk:
+                spooled = spool / key
+                await asyncio.to_thread(spooled.write_bytes, job.request.input_bytes or b"")
+                request = BatchRequest(key, spooled, job.request.prompt)
+                size = backend.request_bytes(request)
+                if chunk and (len(chunk) >= batch_size or chunk_bytes + size > backend.max_request_bytes):
+                    await flush()
+                    if stop:
+                        break
+                chunk[key] = request
+                chunk_bytes += size
+            chunk_items.append(item)
+        if chunk and not stop:
+            await flush()
 
     answers: dict[str, BatchItemResult | VLMError] = {}
     finished: list[int] = []

@@ -295,7 +295,7 @@ class GeminiBatch:
     @staticmethod
     def request_bytes(request: BatchRequest) -> int:
         # Base64 inflates each image by 4/3; the prompt and JSON framing are small next to it.
-        return len(request.image) * 4 // 3 + len(request.prompt.encode()) + 512
+        return request.size * 4 // 3 + len(request.prompt.encode()) + 512
 
     def _where(self) -> dict[str, Any]:
         return {"backend": self.generator.name, "model": self.generator.model}

@@ -215,7 +215,7 @@ class OpenAIBatch:
 
     @staticmethod
     def request_bytes(request: BatchRequest) -> int:
-        return len(request.image) * 4 // 3 + len(request.prompt.encode()) + 512
+        return request.size * 4 // 3 + len(request.prompt.encode()) + 512
 
     def line(self, request: BatchRequest) -> bytes:
         """One JSONL line: the images API's JSON body for this request."""
