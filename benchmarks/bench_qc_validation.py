@@ -15,6 +15,7 @@ degradation mix the tuning never saw.
     .venv/bin/python benchmarks/bench_qc_validation.py              # measure seed 3, write the doc
     .venv/bin/python benchmarks/bench_qc_validation.py --seeds 3,4,5,6 --cache /tmp/qc_s{seed}.jsonl
     .venv/bin/python benchmarks/bench_qc_validation.py --split tune # the tuning numbers, for comparison
+    .venv/bin/python benchmarks/bench_qc_validation.py --seeds 7 --block unseen --cache /tmp/qc_s{seed}.jsonl
 """
 
 from __future__ import annotations
@@ -258,6 +259,12 @@ def main() -> None:
         help="with --cache: measure these kinds afresh (e.g. after their corruption changed)",
     )
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/qc-validation.md alone")
+    ap.add_argument(
+        "--block",
+        default=None,
+        help="name of the doc block to rewrite (`<!-- bench:NAME:start -->`; default: the split), e.g. "
+        "`unseen` for a seed reported apart from the others",
+    )
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     if args.split == "tune":
@@ -296,7 +303,8 @@ def main() -> None:
         if DOC.exists()
         else "# QC validation\n\n<!-- bench:start -->\n<!-- bench:end -->\n"
     )
-    marker_start, marker_end = f"<!-- bench:{args.split}:start -->", f"<!-- bench:{args.split}:end -->"
+    block_name = args.block or args.split
+    marker_start, marker_end = f"<!-- bench:{block_name}:start -->", f"<!-- bench:{block_name}:end -->"
     if marker_start in text:
         head, rest = text.split(marker_start, 1)
         tail = rest.split(marker_end, 1)[1]

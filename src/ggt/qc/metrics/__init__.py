@@ -14,9 +14,20 @@ image). See docs/qc-metrics.md for every metric, its conventions and timings.
 """
 
 # Importing the modules registers their metrics.
-from ggt.qc.metrics import align, brisque, classic, colour, niqe, nr, pyiqa_adapter, structure  # noqa: F401
+from ggt.qc.metrics import (  # noqa: F401
+    align,
+    brisque,
+    classic,
+    colour,
+    niqe,
+    nr,
+    pyiqa_adapter,
+    resolution,
+    structure,
+)
 from ggt.qc.metrics.base import METRICS, Metric, MetricUnavailableError, create_metric, list_metrics
 from ggt.qc.metrics.compute import compute_all, default_metric_names, improvement
+from ggt.qc.metrics.resolution import detail_scale
 from ggt.qc.metrics.structure import MismatchResult, local_mismatch
 
 __all__ = [
@@ -27,6 +38,7 @@ __all__ = [
     "compute_all",
     "create_metric",
     "default_metric_names",
+    "detail_scale",
     "improvement",
     "list_metrics",
     "local_mismatch",

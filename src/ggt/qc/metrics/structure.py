@@ -18,6 +18,7 @@ from skimage.color import rgb2lab
 
 from ggt.qc.metrics._image import as_rgb, gaussian, luma, pair_at
 from ggt.qc.metrics.base import Metric, register
+from ggt.qc.metrics.resolution import at_detail_scale, comparison_scale, detail_scale
 
 # GMSD's stability constant (Xue et al. 2014: 170 on the 0-255 scale).
 GMS_C = 170.0 / 255.0**2
@@ -27,6 +28,16 @@ class FidelityOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     sigma_px: float = Field(2.5, ge=0.0, description="low-pass sigma in LQ pixels before comparing")
     work_side: int = Field(512, ge=32, description="long side of the working copy")
+    adapt_scale: bool = Field(True, description="compare at the LQ's effective resolution (detail_scale)")
+
+
+def _at_lq_detail(lq: np.ndarray, hq: np.ndarray, adapt: bool) -> tuple[np.ndarray, np.ndarray]:
+    # A heavily upscaled or blurred LQ cannot vouch for detail finer than it resolves: shrunk to its
+    # effective resolution, "2.5 LQ pixels" and the gradient constants mean what they mean on a sharp
+    # LQ, so a faithful super-resolution is not read as another image (see ggt.qc.metrics.resolution).
+    if not adapt:
+        return lq, hq
+    return at_detail_scale(lq, hq, comparison_scale(detail_scale(lq, hq)))
 
 
 def _lowpass_luma(lq: np.ndarray, hq: np.ndarray, sigma_px: float, work_side: int) -> tuple:
@@ -64,7 +75,8 @@ class Fidelity(Metric):
 
     def compute(self, *images: np.ndarray) -> float:
         o: FidelityOptions = self.options  # type: ignore[assignment]
-        return float(gms_map(images[0], images[1], o.sigma_px, o.work_side).mean())
+        a, b = _at_lq_detail(images[0], images[1], o.adapt_scale)
+        return float(gms_map(a, b, o.sigma_px, o.work_side).mean())
 
 
 @register
@@ -78,7 +90,8 @@ class GMSDLowpass(Metric):
 
     def compute(self, *images: np.ndarray) -> float:
         o: FidelityOptions = self.options  # type: ignore[assignment]
-        return float(gms_map(images[0], images[1], o.sigma_px, o.work_side).std())
+        a, b = _at_lq_detail(images[0], images[1], o.adapt_scale)
+        return float(gms_map(a, b, o.sigma_px, o.work_side).std())
 
 
 # ------------------------------------------------------------------------------------ local mismatch
@@ -91,6 +104,7 @@ class MismatchOptions(BaseModel):
     work_side: int = Field(256, ge=64)
     chroma_scale: float = Field(15.0, gt=0.0, description="a*b* difference that counts as half a mismatch")
     contrast_tolerance: float = Field(3.0, gt=1.0, description="local contrast ratio still taken as faithful")
+    adapt_scale: bool = Field(True, description="compare at the LQ's effective resolution (detail_scale)")
 
 
 @dataclass(frozen=True)
@@ -177,8 +191,10 @@ class LocalMismatch(Metric):
     Options = MismatchOptions
 
     def map(self, lq: np.ndarray, hq: np.ndarray) -> MismatchResult:
-        """The full result with the tile map, for reports."""
-        return local_mismatch(lq, hq, **self.options.model_dump())
+        """The full result with the tile map, for reports (at the LQ's detail scale when adapted)."""
+        opts = self.options.model_dump()
+        a, b = _at_lq_detail(lq, hq, opts.pop("adapt_scale"))
+        return local_mismatch(a, b, **opts)
 
     def compute(self, *images: np.ndarray) -> dict[str, float]:
         r = self.map(images[0], images[1])
