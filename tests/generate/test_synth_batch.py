@@ -381,3 +381,35 @@ def test_auto_mode_sends_a_job_over_20_mb_as_a_file(tmp_path, stub_server, monke
     upload = stub_server.last("gemini.files_upload_start")
     assert int(upload.header("x-goog-upload-header-content-length")) > 20_000_000
     assert _ledger(run)[0]["detail"]["mode"] == "file"
+
+
+def test_a_jobs_answers_are_settled_as_they_are_read_not_all_held(tmp_path, stub_server, monkeypatch):
+    """Each answer reaches the engine (cached, HQ written) before the next one is read from the results
+    file: a 10,000-image job's answers are never all in memory at once."""
+    import asyncio
+
+    from ggt.engine import RequestCache
+    from ggt.generate.gemini import GeminiBatch
+
+    run = _analysed_run(tmp_path, n=4)
+    overrides = [*_gemini(monkeypatch, stub_server), FILE_MODE]
+    stub_server.batch_pending_polls = 0
+    cache = RequestCache(run / "cache")
+    real_stream = GeminiBatch.stream_results
+    read: list[str] = []
+
+    async def one_at_a_time(self, submission, keys):
+        async for result in real_stream(self, submission, keys):
+            if read:  # the previous answer must be settled before this one is handed over
+                for _ in range(500):
+                    if cache.path(read[-1]).exists():
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the previous answer was not settled while this one waited")
+            read.append(result.key)
+            yield result
+
+    monkeypatch.setattr(GeminiBatch, "stream_results", one_at_a_time)
+    s = synth(run, generator="gemini", model=GEMINI, overrides=overrides, batch=True, batch_poll_s=0.01)
+    assert (s.done, s.failed) == (4, 0) and len(read) == 4

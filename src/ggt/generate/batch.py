@@ -19,7 +19,7 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -132,9 +132,11 @@ class BatchBackend(Protocol):
 
     async def results(self, name: str) -> list[BatchItemResult]: ...
 
-    # Optional: `results_for(submission, keys)`, used instead of `results` when a backend has it. It gets
-    # the stored `Submission` (e.g. an uploaded file to delete once read) and the job's request keys in
-    # submission order (so an item whose answer is missing or unreadable can be told why).
+    # Optional: `stream_results(submission, keys)`, an async iterator used first when a backend has it
+    # (answers one at a time: a 10,000-image job is never all in memory), else `results_for(submission,
+    # keys)`, a list, else `results`. Both get the stored `Submission` (e.g. an uploaded file to delete
+    # once read) and the job's request keys in submission order (so an item whose answer is missing or
+    # unreadable can be told why).
     # Optional: `find_job(display_name) -> Submission | None`, the vendor's job of that display name among
     # its most recent ones: a run stopped between creating a job and storing its name adopts it.
 
@@ -483,8 +485,26 @@ async def run_batches(
         if chunk and not stop:
             await flush()
 
-    answers: dict[str, BatchItemResult | VLMError] = {}
+    # Answers wait here only between being read and being settled by the engine, which pulls jobs a
+    # window at a time: a job's answers are streamed, never all held (10,000 images of ~2 MB each).
+    answers: dict[str, BatchItemResult | VLMError | None] = {}
+    waiting: dict[str, int] = {}  # key -> items still to settle with that answer
     finished: list[int] = []
+
+    def settle(
+        by_key: dict[str, list[LedgerItem]],
+        params: dict[str, Any],
+        key: str,
+        answer: BatchItemResult | VLMError | None,
+    ) -> list[Any]:
+        """The engine jobs of the items waiting for `key`, once its answer is kept for `call`."""
+        items = by_key.pop(key, [])
+        if items:
+            answers[key], waiting[key] = answer, len(items)
+        return [Job(item.item_id, ledger.variant, Request(
+            backend=ledger.backend, model=ledger.model, prompt=item.prompt,
+            input_sha256=item.input_sha256, params=params,
+        )) for item in items]  # fmt: skip
 
     async def collect() -> Any:
         for job in cached:
@@ -498,35 +518,49 @@ async def run_batches(
                 say(f"batch {n}/{len(entries)} {s.name}: {s.state}{count}")
                 ledger.seen(s.name, s.state)
 
+            by_key: dict[str, list[LedgerItem]] = {}
+            for item in entry.items:
+                if item.item_id in pending_ids and item.item_id not in seen:
+                    seen.add(item.item_id)
+                    by_key.setdefault(item.key, []).append(item)
+
             try:
                 await poll_until_done(
                     backend, entry.name, poll_s=poll_s, max_poll_s=max_poll_s, on_status=shown, sleep=sleep
                 )
-                read = getattr(backend, "results_for", None)  # optional: reads with the ledger's record
-                if read is not None:
-                    keys = list(dict.fromkeys(item.key for item in entry.items))  # submission order
-                    results = await read(Submission(entry.name, entry.detail), keys)
+                keys = list(dict.fromkeys(item.key for item in entry.items))  # submission order
+                stream = getattr(backend, "stream_results", None)  # optional: one answer at a time
+                if stream is not None:
+                    results: Any = stream(Submission(entry.name, entry.detail), keys)
                 else:
-                    results = await backend.results(entry.name)
+                    read = getattr(backend, "results_for", None)  # optional: reads with the ledger's record
+                    results = _aiter_list(
+                        await (
+                            read(Submission(entry.name, entry.detail), keys)
+                            if read
+                            else backend.results(entry.name)
+                        )
+                    )
+                async for res in results:
+                    for job in settle(by_key, entry.params, res.key, res):
+                        yield job
             except VLMError as exc:
-                for item in entry.items:
-                    answers[item.key] = exc
-            else:
-                for res in results:
-                    answers[res.key] = res
+                for key in list(by_key):
+                    for job in settle(by_key, entry.params, key, exc):
+                        yield job
             finished.append(entry.id)
             stats.jobs.append(entry.name)
-            for item in entry.items:
-                if item.item_id in pending_ids and item.item_id not in seen:
-                    seen.add(item.item_id)
-                    yield Job(item.item_id, ledger.variant, Request(
-                        backend=ledger.backend, model=ledger.model, prompt=item.prompt,
-                        input_sha256=item.input_sha256, params=entry.params,
-                    ))  # fmt: skip
+            for key in list(by_key):  # not in the answers at all: `call` says so
+                for job in settle(by_key, entry.params, key, None):
+                    yield job
 
     async def call(job: Any) -> Any:
         key = job.request.request_key()
         answer = answers.get(key)
+        waiting[key] = waiting.get(key, 1) - 1
+        if waiting[key] <= 0:
+            answers.pop(key, None)
+            waiting.pop(key, None)
         if isinstance(answer, BatchItemResult) and answer.image is not None:
             return await finish(job, answer.image)
         error = answer.error if isinstance(answer, BatchItemResult) else answer
@@ -541,3 +575,8 @@ async def run_batches(
     summary = await engine.run(collect(), call, total=total)
     ledger.collected(finished)
     return summary, stats
+
+
+async def _aiter_list(items: Sequence[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item

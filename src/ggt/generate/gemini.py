@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -489,10 +489,12 @@ class GeminiBatch:
 
     async def results_for(self, submission: Submission, keys: Sequence[str]) -> list[BatchItemResult]:
         """`results` of a job the ledger stored: its input file (deleted after) and keys are known."""
+        return [r async for r in self.stream_results(submission, keys)]
+
+    def stream_results(self, submission: Submission, keys: Sequence[str]) -> AsyncIterator[BatchItemResult]:
+        """`results_for` one item at a time: a 10,000-image job's answers are never all in memory."""
         input_file = submission.detail.get("input_file")
-        return await self.results(
-            submission.name, keys=keys, input_file=str(input_file) if input_file else None
-        )
+        return self._stream(submission.name, keys=keys, input_file=str(input_file) if input_file else None)
 
     async def results(
         self, name: str, *, keys: Sequence[str] | None = None, input_file: str | None = None
@@ -503,6 +505,11 @@ class GeminiBatch:
         (e.g. its line in the results file was not JSON). Once a file job's results are read, its input
         file (`input_file`, or the one this helper uploaded) is deleted, best effort.
         """
+        return [r async for r in self._stream(name, keys=keys, input_file=input_file)]
+
+    async def _stream(
+        self, name: str, *, keys: Sequence[str] | None, input_file: str | None
+    ) -> AsyncIterator[BatchItemResult]:
         gen = self.generator
         job = await self._job(name)
         status = _status(job)
@@ -529,17 +536,19 @@ class GeminiBatch:
         if job.create_time is not None and job.end_time is not None:
             latency = (job.end_time - job.create_time).total_seconds()
         problems: list[str] = []
+        answered: set[str] = set()
         results_file = job.dest.file_name if job.dest else None
         if results_file:
-            results = await self._file_results(str(results_file), latency, keys, problems)
+            async for result in self._file_results(str(results_file), latency, keys, problems):
+                answered.add(result.key)
+                yield result
         else:
-            results = []
             responses = (job.dest.inlined_responses if job.dest else None) or []
             for i, item in enumerate(responses):
-                key = (item.metadata or {}).get("key", str(i))
-                results.append(await self._item(str(key), item, latency))
+                key = str((item.metadata or {}).get("key", str(i)))
+                answered.add(key)
+                yield await self._item(key, item, latency)
         if keys is not None:
-            answered = {r.key for r in results}
             where = "results file" if results_file else "inlined responses"
             said = "; ".join(problems[:_MAX_LINE_NOTES]) + (
                 "; ..." if len(problems) > _MAX_LINE_NOTES else ""
@@ -548,17 +557,16 @@ class GeminiBatch:
             why = f" ({len(problems)} unusable {lines}: {said})" if problems else ""
             for key in keys:
                 if key not in answered:
-                    results.append(BatchItemResult(key, error=PermanentVLMError(
+                    yield BatchItemResult(key, error=PermanentVLMError(
                         f"no usable answer for this item in the batch's {where}{why}",
                         reason="batch_failed", **self._where(),
-                    )))  # fmt: skip
+                    ))  # fmt: skip
         if uploaded:
             await self._delete(uploaded)
-        return results
 
     async def _file_results(
         self, file_name: str, latency: float, keys: Sequence[str] | None, problems: list[str]
-    ) -> list[BatchItemResult]:
+    ) -> AsyncIterator[BatchItemResult]:
         """Download the JSONL results file to disk and read it line by line (a 2 GB file stays on disk)."""
         from google.genai import batches, types
 
@@ -570,7 +578,6 @@ class GeminiBatch:
                 lambda sdk: sdk.aio.files.download(file=file_name, destination=str(path))
             )
             expected = None if keys is None else set(keys)
-            results: list[BatchItemResult] = []
             with path.open("rb") as lines:
                 for n, raw in enumerate(lines, 1):
                     if not raw.strip():
@@ -597,12 +604,11 @@ class GeminiBatch:
                             response=batches._InlinedResponse_from_mldev(wire), kwargs={}
                         )
                     except (ValueError, TypeError, AttributeError) as exc:  # not a GenerateContentResponse
-                        results.append(BatchItemResult(key, error=EmptyResponseError(
+                        yield BatchItemResult(key, error=EmptyResponseError(
                             f"unreadable answer on line {n}: {str(exc)[:200]}", **self._where()
-                        )))  # fmt: skip
+                        ))  # fmt: skip
                         continue
-                    results.append(await self._item(key, item, latency))
-            return results
+                    yield await self._item(key, item, latency)
         finally:
             path.unlink(missing_ok=True)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -274,22 +277,40 @@ class OpenAIBatch:
     async def cancel(self, name: str) -> None:
         await self.generator._call(lambda sdk: sdk.batches.cancel(name))
 
-    async def _file_lines(self, file_id: str | None) -> list[dict[str, Any]]:
+    async def _file_lines(self, file_id: str | None) -> AsyncIterator[dict[str, Any]]:
+        """The file's JSON lines, read from a temporary download (a 10,000-image output stays on disk)."""
         if not file_id:
-            return []
-        content = await self.generator._call(lambda sdk: sdk.files.content(file_id))
-        lines = []
-        for raw in content.content.splitlines():
-            if raw.strip():
-                try:
-                    lines.append(json.loads(raw))
-                except ValueError:
-                    continue  # a damaged line: its item is reported as unanswered below
-        return lines
+            return
+        fd, tmp = tempfile.mkstemp(prefix="ggt-openai-results-", suffix=".jsonl")
+        os.close(fd)
+        path = Path(tmp)
+        try:
+
+            async def download(sdk: Any) -> None:
+                async with sdk.files.with_streaming_response.content(file_id) as response:
+                    await response.stream_to_file(path)
+
+            await self.generator._call(download)
+            with path.open("rb") as lines:
+                for raw in lines:
+                    if raw.strip():
+                        try:
+                            yield json.loads(raw)
+                        except ValueError:
+                            continue  # a damaged line: its item is reported as unanswered
+        finally:
+            path.unlink(missing_ok=True)
 
     async def results(self, name: str) -> list[BatchItemResult]:
         """Each answered item's image or classified error. An expired or cancelled job keeps the answers it
         has; the items it never ran are not listed (the caller reports them as unanswered)."""
+        return [r async for r in self._stream(name)]
+
+    def stream_results(self, submission: Submission, keys: Sequence[str]) -> AsyncIterator[BatchItemResult]:
+        """`results` one item at a time: a 10,000-image job's answers are never all in memory."""
+        return self._stream(submission.name)
+
+    async def _stream(self, name: str) -> AsyncIterator[BatchItemResult]:
         gen = self.generator
         where: dict[str, Any] = {"backend": gen.name, "model": gen.model}
         job = await gen._call(lambda sdk: sdk.batches.retrieve(name))
@@ -304,12 +325,11 @@ class OpenAIBatch:
         latency = float(
             (job.completed_at or job.expired_at or job.cancelled_at or job.created_at) - job.created_at
         )
-        results = []
-        for line in [*await self._file_lines(job.output_file_id), *await self._file_lines(job.error_file_id)]:
-            key = str(line.get("custom_id") or "")
-            if key:
-                results.append(await self._item(key, line, max(0.0, latency)))
-        return results
+        for file_id in (job.output_file_id, job.error_file_id):
+            async for line in self._file_lines(file_id):
+                key = str(line.get("custom_id") or "")
+                if key:
+                    yield await self._item(key, line, max(0.0, latency))
 
     async def _item(self, key: str, line: dict[str, Any], latency: float) -> BatchItemResult:
         gen = self.generator
