@@ -231,10 +231,9 @@ def main() -> None:
             "google-genai encoding the request (URL-safe base64 of the 2 MB PNG, then JSON of the 2.7 MB "
             "body; py-spy with `--gil` puts half the GIL-holding samples there) and reads the answer the same "
             "way, all on the one event loop that also schedules, caches and records; the image work synth "
-            "still does (above) runs in threads whose codecs release the GIL. A slot of the concurrency limit "
-            "is held only while its call is out: the answer's cache write (an fsync) and its SQLite records "
-            "happen after the slot is given back, so at 64 slots and 2 s latency the cycle of each slot is "
-            "2 s plus the queueing of the request's encoding on the loop.",
+            "still does (above) runs in threads whose codecs release the GIL. The loop is busy most of the "
+            "time at 32 items/s, so each of the 64 slots cycles in 2 s plus the time its request waits to be "
+            "encoded and its answer to be read: that wait is the gap to the API bound.",
             "",
             "History of this bench. 2026-11-29: 184 ms CPU per item, 4.2 items/s, ratio 0.18 (the answer "
             "decoded three times and the LQ read twice, both in float; the input's SHA-256 recomputed per use; "
@@ -245,9 +244,11 @@ def main() -> None:
             "file's bytes when they stand for its pixels; an answer already at the LQ's framing is kept as the "
             "vendor's PNG; the answer is still decoded once, to reject unusable ones before they are cached): "
             "42 ms, steady ratios 0.83-0.93 over seven runs on an idle machine (median 0.88), the loop being "
-            "the limit. Then the slot was released as soon as the call ends instead of after the answer was "
-            "cached and recorded (runs above). Tried and dropped: google-genai's blocking client on worker "
-            "threads (ratio 0.54 against 0.62: the request building holds the GIL either way); aiohttp as the "
+            "the limit. Tried and dropped: giving a call's slot back once its answer is cached, before the "
+            "SQLite records (0.94/0.91/0.91 against 0.89/0.91/0.91 without, 512 items: no difference worth "
+            "the code; giving it back before the cache write breaks the bound on answers a kill can lose); "
+            "google-genai's blocking client on worker threads (ratio 0.54 against 0.62: the request building "
+            "holds the GIL either way); aiohttp as the "
             "SDK's transport; the SDK calls in spawned helper processes fed through pipes (steady ratios "
             "0.85-0.90 against 0.91-0.93 in the same runs: on two cores shared with the stub the pickling and "
             "the extra hops cost more than the GIL they free).",

@@ -18,7 +18,6 @@ Ordering that the guarantees rest on:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
@@ -871,15 +870,14 @@ class Engine:
         while True:
             attempt += 1
             # The slot is held for one attempt only: a job sleeping off a 429 must not block others' calls.
-            async with contextlib.AsyncExitStack() as slot:
-                await slot.enter_async_context(gate.semaphore)
+            async with gate.semaphore:
                 reservation = await self.budget.reserve(estimate)
                 if reservation is None:
                     return _Outcome("pending", attempts=attempt - 1)
                 try:
                     if gate.bucket is not None:
                         await gate.bucket.acquire()
-                    result = await self._one_attempt(job, key, call, reservation, slot.aclose)
+                    result = await self._one_attempt(job, key, call, reservation)
                 finally:
                     # Only reached unsettled on cancellation or a store error: nothing was billed we know of.
                     self.budget.settle(reservation, 0.0)
@@ -896,18 +894,8 @@ class Engine:
             self._summary.retries += 1
             await self.sleep(self.retry.delay(attempt, failure.retry_after_s, self.rng))
 
-    async def _one_attempt(
-        self,
-        job: Job,
-        key: str,
-        call: Call,
-        reservation: Reservation,
-        release_slot: Callable[[], Awaitable[None]],
-    ) -> bytes | Failure:
-        """One call, recorded. Returns the response bytes (cached and indexed) or the failure.
-
-        `release_slot` gives the concurrency slot back early, once a paid answer is safe on disk.
-        """
+    async def _one_attempt(self, job: Job, key: str, call: Call, reservation: Reservation) -> bytes | Failure:
+        """One call, recorded. Returns the response bytes (cached and indexed) or the failure."""
         request = job.request
         started = now()
         with self.store.transaction() as conn:
@@ -976,10 +964,6 @@ class Engine:
                 )
                 self._insert_cost(conn, job, key, cost, usage)
             raise
-        # The answer is durable, so a kill from here on costs nothing (`_adopt` records it on the rerun):
-        # the slot goes back before the bookkeeping. Before this point a kill loses the answer, and the
-        # slots bound how many such answers there can be.
-        await release_slot()
         with self.store.transaction() as conn:
             self.cache.index(key, stored, conn=conn)
             self._end_attempt(attempt_id, ok=True, conn=conn)
