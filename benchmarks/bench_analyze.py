@@ -83,7 +83,16 @@ NOTES = """### How to read these numbers
   --render-only --cache A.json`, the same with `--first-seed 16 ... --cache B.json`, then
   `--parts extra alt --first-seed 12 --seeds 8 --render-only --cache C.json`, and
   `python -m ggt.analyze.fit --cache A.json B.json C.json` fits and writes `heuristic_model.json`
-  (rows are seeded per photo and seed, so the split into caches does not change them).
+  (rows are seeded per photo and seed, so the split into caches does not change them). A measure
+  added after the caches were rendered (`fit.ADDED_MEASURES`, now `measures.rain_lines`) is added to
+  them with `python -m ggt.analyze.fit --cache A.json B.json C.json --add-measures --render-only`:
+  it re-renders the rows (seeded: the same images; a differing noise estimate stops it) and measures
+  only the new ones, about 2 min per cache on two cores instead of an hour for a full render, and
+  the rows then equal a full render's (test_add_measures_completes_a_cache_as_a_full_render_would).
+  This benchmark has the same `--add-measures` for its `--measures-cache`. Caveat: refitting the same
+  rows twice gave the same classifier (to the 1e-6 rounding of the file) but severity calibrations
+  up to 0.04 apart (the L-BFGS regressor fits are not bit-reproducible on this machine under load),
+  and the gates moved with them.
 - **Decision model.** Measures -> engineered features (log of heavy-tailed measures, z-scores clipped
   at 6) -> a 32-unit perceptron (L2 alpha 100) for the category; per severity key (noise, blur, JPEG,
   haze, low light) a 16-unit perceptron regressor then an isotonic, piecewise-linear calibration onto
@@ -102,12 +111,44 @@ NOTES = """### How to read these numbers
   quality <= 50). The gates are what moved the clean rate: a new scene that resembles a category
   (warm and brown like a print, dark like a night shot) without showing any of its degradations
   stays clean.
-- **Where the goals stand (held-out photos, seeds 1000-1002).** Clean rate 0.964 (goal 0.9, met;
-  0.950 without the non-pristine moon and text), top-1 accuracy 0.762 on simulator presets (goal
-  0.85, not met), 0.878 on the calibration renderers and 0.901 on this benchmark's `other` degraders;
-  single-step Spearman 0.83-0.93 for the five keys (goal 0.8, met). Leave-photos-out CV on the 13
-  training photos: clean 0.851 / degraded 0.803 for the shipped decision rule (`classifier.cv` in the
-  model file; was 0.842 / 0.788).
+- **Where the goals stand (held-out photos, seeds 1000-1002).** Clean rate 0.964 (goal 0.9, met; 0.950
+  without the non-pristine moon and text), top-1 accuracy 0.779 on simulator presets
+  (goal 0.85, not met; was 0.762), 0.890 on the calibration renderers (was 0.878) and 0.901 on this
+  benchmark's `other` degraders (was 0.901); single-step Spearman 0.81-0.92 for the five keys
+  (goal 0.8, met). Leave-photos-out CV on the 13 training photos: clean 0.852 / degraded 0.806 for the
+  shipped decision rule (was 0.851 / 0.803) (`classifier.cv` in the model file).
+- **Changes of 2026-11-30 (third session): a faint-streak rain measure, and why.** Why simulator rain was
+  missed (held-out 9 of 24): its streaks are 1-3 px wide, often blurred (sigma 0.4-1.2), JPEG'd and veiled,
+  which leaves many below the 0.02 contrast floor of `rain_streaks`; and where they are dense (the 1411 px
+  `retina` at mean streak opacity 0.35) the gaps between streaks read as dark lines along the same
+  orientation, which `rain_streaks` subtracts (energy 0.0 on a frame covered in rain). Also, many training
+  renders carry a rain label with next to no visible rain (a 0.0012-0.0025 short-side streak width on
+  100-200 px crops is a fraction of a pixel), so there the classifier can only learn rain from its
+  companions (veil, dimming, blur), which haze and social_media share. New measure `measures.rain_lines`:
+  the same thin-line test at a low contrast threshold (0.008 or 2 noise sigmas), and as baseline the bright
+  lines at the *perpendicular* orientation instead of the dark ones (scene texture makes lines at every
+  orientation; rain along one; dense rain makes bright and dark lines along one): `rain_line_excess` (per
+  1000 px) and `rain_line_coherence`. It shares the shifted copies with `rain_streaks` (one pass; the
+  existing measures are unchanged bit for bit). On a subset of the training renders (1536 rows: tune photos
+  at seeds 0, 1, 16, 17, the others at 12, 13) its AUC for simulator rain against everything else is 0.80
+  (`rain_streak_energy`: 0.71), and 0.96 / 0.93 for the calibration and altrender rain (0.97 / 0.89).
+  Candidates that did worse on the same training renders: Hessian ridge orientation histograms weighted by
+  ridge strength (0.57-0.63), long oriented line integrals of the second derivative at two scales
+  (0.55-0.70), the thin-line test at 256 px (0.64-0.72); the threshold (0.005, 0.008, 0.012, 0.02) and
+  baseline (dark lines, even share, perpendicular) were picked on the same rows. How it is used: the rain
+  severity is the larger of the old mapping and `(rain_line_excess - 8) / 30`; the offset was chosen by the
+  fit's leave-photos-out CV of the gated decision (same out-of-photo classifier logits; 4: score 0.933, 8:
+  0.946, 12: 0.946, 16: 0.945, no faint term: 0.944; CV rain 0.47 -> 0.51, simulator rain 0.23 -> 0.29).
+  Giving the two measures to the perceptron as inputs was tried and not adopted: CV 0.839 / 0.794 (clean /
+  degraded) against 0.851 / 0.803; they stay out of the model (`model._SKIP`). The model was then refitted
+  on the completed caches (`--add-measures`, then the fit as above): classifier unchanged, gates social_media 0.15, old_photo 0.4,
+  rain 0.2, snow 0.08 (was 0.05), haze 0.05, low light 0.05, offset 0.5. Held-out before -> after: top-1 sim
+  0.762 -> 0.779 (rain 9 -> 13 of 24, snow 18 -> 17), own 0.878 -> 0.890, other 0.901 -> 0.901, clean rate
+  0.964 -> 0.964; single-step Spearman for blur 0.83 -> 0.81 (the refitted regressor), the others within
+  0.02. Not done: old_photo and snow (held-out simulator old_photo 0.67, 16 of 24, snow 0.71, 17 of 24, was
+  18: the refit moved the snow gate from 0.05 to 0.08) were not worked on. Caveat: the two causes above were
+  found by rendering simulator rain on held-out photos (coffee, retina, gravel, clock) as the task asked;
+  the measure's threshold and baseline and the severity offset were chosen on training rows only.
 - **Changes of 2026-11-30 (second session), and why.** The perceptrons were not re-fitted (the
   classifier and regressors are byte-identical); three generic measure/decision flaws were fixed and
   the gates re-chosen by the fit's own CV procedure on the training photos (`python -m
@@ -142,18 +183,20 @@ NOTES = """### How to read these numbers
   thresholds (0.15 surround, 0.1 companion) were checked on training renders, not fitted to held-out
   numbers. Held-out before -> after: clean 0.679 -> 0.964; top-1 sim 0.733 -> 0.762, own 0.802 ->
   0.878, other 0.843 -> 0.901.
-- **Known misses, and what blocks the top-1 goal on the simulator presets.** Held-out simulator
-  errors (41 of 172): rain 15 (to clean 5, social_media 5, haze 4), old_photo 8, snow 6 (4 to haze:
-  the preset's veil), social_media 5, haze 3, low light 3, clean 1 (a `coffee` crop read as snow).
-  The rain measure (`rain_streak_energy`, thin bright lines along one orientation) reads the
+- **Known misses, and what blocks the top-1 goal on the simulator presets.** Before the third
+  session, held-out simulator errors (41 of 172): rain 15 (to clean 5, social_media 5, haze 4),
+  old_photo 8, snow 6 (4 to haze: the preset's veil), social_media 5, haze 3, low light 3, clean 1 (a
+  `coffee` crop read as snow); after it, see the tables (rain 13 of 24, was 9; the rest to
+  social_media 4, haze 4, clean 2, old_photo 1). The rain measure (`rain_streak_energy`, thin bright
+  lines along one orientation) reads the
   simulator's sparse, thin, often blurred and veiled streaks at a median 1.9 per 1000 px on the
   training renders, where the other categories' renders reach 4.0 at their 95th percentile, so
   even with the gate at 0.2 about half the simulator's rain stays below it (CV rain 0.47); the
   classifier alone ranks rain
-  first for 59 % of the simulator's rain renders but also for 261 of 1577 clean ones. Fixing rain
-  entirely would give 0.849, so reaching 0.85 needs a better rain measure (e.g. long oriented line
-  integrals at two scales) *and* old_photo/snow work, and then a re-render of the training material
-  (about an hour of both cores) and a re-fit; not done in this session. `realesrgan` has no
+  first for 59 % of the simulator's rain renders but also for 261 of 1577 clean ones. The
+  faint-line measure of the third session lifted CV rain to 0.51 and held-out simulator rain to 13
+  of 24; the remaining misses are mostly ranked below social_media or haze by the classifier. Fixing
+  rain entirely would now give 0.843, so reaching 0.85 needs old_photo/snow work as well. `realesrgan` has no
   category. A q 23 JPEG shrunk to 140 px is still scored clean (xfail in
   tests/analyze/test_heuristic.py): the quantisation-table estimate needs 3 agreeing DCT steps and
   finds 2 on 17x17 blocks. A synthetic star field (99.8 % black) reads low_light 0.3 (the learned
@@ -444,6 +487,35 @@ def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
     return rows
 
 
+def _partial_job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
+    """`_job` measuring only the measures added since a cache was written (and the noise estimate,
+    which checks that the image is the cached row's)."""
+    from ggt.analyze import fit
+
+    global compute_measures
+    full, compute_measures = compute_measures, fit._added_measures
+    try:
+        return _job(args)
+    finally:
+        compute_measures = full
+
+
+def _add_measures(rows: list[dict[str, Any]], jobs: list[tuple[str, int, int]], workers: int) -> bool:
+    """Add `ggt.analyze.fit.ADDED_MEASURES` to cached rows that lack them, in place."""
+    from ggt.analyze import fit
+
+    probe = fit._added_measures(np.full((64, 64, 3), 0.5, np.float32))
+    if all(set(probe) <= set(r["m"]) for r in rows):
+        return False
+    with ProcessPoolExecutor(workers) as pool:
+        fresh = [r for chunk in pool.map(_partial_job, jobs) for r in chunk]
+    try:
+        fit.merge_added(rows, fresh)
+    except ValueError as exc:
+        raise SystemExit(f"{exc} (not the same --seeds?)") from None
+    return True
+
+
 def _confusion(rows: list[dict[str, Any]], analyzer: HeuristicAnalyzer) -> dict[str, dict[str, int]]:
     conf: dict[str, dict[str, int]] = {c: dict.fromkeys(CATEGORIES, 0) for c in (*CATEGORIES, "realesrgan")}
     for r in rows:
@@ -521,6 +593,12 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON of the rendered images' measures: written if missing, else read (skips rendering; "
         "the decision model is applied afresh either way)",
     )
+    ap.add_argument(
+        "--add-measures",
+        action="store_true",
+        help="add measures newer than the --measures-cache to it (`ggt.analyze.fit.ADDED_MEASURES`): "
+        "re-renders its images and measures only those",
+    )
     args = ap.parse_args(argv)
 
     jobs = [(n, i, SEED0 + s) for i, n in enumerate(PHOTO_NAMES) for s in range(args.seeds)]
@@ -528,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     cached = bool(args.measures_cache and args.measures_cache.exists())
     if args.measures_cache and cached:
         rows = json.loads(args.measures_cache.read_text())
+        if args.add_measures and _add_measures(rows, jobs, args.jobs):
+            args.measures_cache.write_text(json.dumps(rows))
     else:
         with ProcessPoolExecutor(args.jobs) as pool:
             rows = [r for chunk in pool.map(_job, jobs) for r in chunk]

@@ -10,7 +10,7 @@ import math
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from ggt.analyze import calibration as C
 from ggt.analyze import measures as M
@@ -191,3 +191,49 @@ def test_compute_measures_is_flat_floats(astronaut: np.ndarray) -> None:
 def test_rejects_non_rgb() -> None:
     with pytest.raises(ValueError, match="RGB"):
         M.compute_measures(np.zeros((8, 8), np.float32))
+
+
+def _screen_rain(
+    img: np.ndarray, rng: np.random.Generator, angle_deg: float, n: int, level: float
+) -> np.ndarray:
+    """Rain by code that shares nothing with the simulator or `calibration`: anti-aliased streaks drawn
+    with Pillow on a layer, softened, then screen-blended at opacity `level`."""
+    h, w = img.shape[:2]
+    layer = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(layer)
+    t = math.radians(angle_deg)
+    for _ in range(n):
+        x, y = rng.uniform(-20, w), rng.uniform(-20, h)
+        length = rng.uniform(12, 40)
+        draw.line([(x, y), (x + length * math.cos(t), y + length * math.sin(t))], fill=255, width=1)
+    streaks = np.asarray(layer.filter(ImageFilter.GaussianBlur(0.7)), np.float32)[..., None] / 255.0
+    return (1.0 - (1.0 - img) * (1.0 - level * streaks)).astype(np.float32)
+
+
+def test_rain_lines_see_faint_streaks_of_another_renderer(photo_crop) -> None:  # type: ignore[no-untyped-def]
+    img = photo_crop("coffee", 384)
+    clean = M.rain_lines(img)["rain_line_excess"]
+    for angle in (70.0, 95.0, 115.0):  # lines in the image's own axes, 0 = horizontal
+        faint = [
+            M.rain_lines(_screen_rain(img, _rng(int(angle)), angle, 250, level))["rain_line_excess"]
+            for level in (0.12, 0.25, 0.5)
+        ]
+        assert _increasing(faint), (angle, clean, faint)
+        assert faint[0] > clean + 2 and faint[1] > clean + 5, (angle, clean, faint)
+
+
+@pytest.mark.parametrize("name", ["grass", "brick", "gravel", "coffee", "astronaut", "text"])
+def test_rain_lines_low_on_clean_photos_and_dense_texture(photo_crop, name: str) -> None:  # type: ignore[no-untyped-def]
+    # Grass blades, gravel, mortar and letters make thin lines, but at every orientation or with a
+    # perpendicular partner; 4.0 is where the rain severity starts (`heuristic.severities`).
+    img = photo_crop(name, 384)
+    assert M.rain_lines(img)["rain_line_excess"] < 4.0
+
+
+def test_rain_lines_keep_rain_streaks_unchanged(astronaut: np.ndarray) -> None:
+    # `compute_measures` gets both from one pass; the public functions agree with it.
+    m = M.compute_measures(astronaut)
+    assert M.rain_streaks(astronaut) == {
+        k: m[k] for k in ("rain_streak_energy", "rain_coherence", "rain_direction_deg")
+    }
+    assert M.rain_lines(astronaut) == {k: m[k] for k in ("rain_line_excess", "rain_line_coherence")}

@@ -163,3 +163,28 @@ def test_fit_command_renders_and_fits_a_small_config(tmp_path) -> None:  # type:
     # Rendering again gives the same rows (seeded per photo and seed).
     again = fit.generate(1, 2, 0, ("alt",))
     assert json.dumps(again) == json.dumps(rows)
+
+
+@pytest.mark.slow
+def test_add_measures_completes_a_cache_as_a_full_render_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--add-measures`: rows rendered before a measure existed get it from a re-render that measures
+    only the new ones, and then equal a full render's rows (about 20 s: one photo's `alt` part)."""
+    from ggt.analyze import fit
+
+    monkeypatch.setattr(fit, "TUNE", ("camera",))
+    monkeypatch.setattr(fit, "EXTRA", {})
+    full = fit.generate(1, 1, 3, ("alt",))
+    added = set(fit._added_measures(np.full((64, 64, 3), 0.5, np.float32))) - {"noise_sigma"}
+    assert added and all(added <= set(r["m"]) for r in full)
+    old = json.loads(json.dumps(full))
+    for r in old:
+        for k in added:
+            del r["m"][k]
+    assert fit.add_measures(old, 1) == len(old)
+    assert old == json.loads(json.dumps(full))  # same values (the added keys come last)
+    assert fit.add_measures(old, 1) == 0  # nothing left to add
+    old[0]["m"]["noise_sigma"] += 0.01  # not the image the cache holds: refused
+    for k in added:
+        del old[0]["m"][k]
+    with pytest.raises(ValueError, match="differs"):
+        fit.add_measures(old, 1)

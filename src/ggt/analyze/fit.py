@@ -5,9 +5,11 @@
 Renders the training material (slow: about an hour of one core per 32 seeds of `base`; cached as JSON
 at --cache and reused from there; several caches may be given, each rendered with its own --first-seed,
 --seeds and --parts, and `--render-only` renders without fitting), then fits and writes
-`heuristic_model.json`. Seeded per photo and seed: the same seeds and parts give the same rows, however
-they are split into caches, and the same rows give the same model. The shipped model's exact commands
-are in docs/analyzer-accuracy.md.
+`heuristic_model.json`. `--add-measures` completes caches rendered before a measure existed
+(`ADDED_MEASURES`): it re-renders their rows and computes only the new measures. Seeded per photo and
+seed: the same seeds and parts give the same rows, however they are split into caches; the same rows
+give the same classifier, while the regressors' L-BFGS fits were seen to differ slightly between runs
+on a loaded machine (see docs/analyzer-accuracy.md, with the shipped model's exact commands).
 
 Training photos: the TUNE photos of scikit-image (astronaut, camera, chelsea, coins, brick, grass, page,
 rocket) and the EXTRA photos other installed packages ship (scikit-learn's china and flower, matplotlib's
@@ -49,7 +51,7 @@ import cv2
 import numpy as np
 
 from ggt.analyze import calibration
-from ggt.analyze.measures import compute_measures
+from ggt.analyze.measures import compute_measures, noise_sigma, rain_lines
 from ggt.analyze.model import AnalyzerModel, raw_features
 
 TUNE = ("astronaut", "camera", "chelsea", "coins", "brick", "grass", "page", "rocket")
@@ -217,6 +219,31 @@ def _step_category(key: str, sev: float) -> str | None:
     return None
 
 
+# Measures added after a cache was rendered: `--add-measures` re-renders the cached rows (cheap) and
+# computes only these on them (with the noise estimate, which all of them take and which must equal
+# the cached one: the check that the re-rendered image is the cached row's image).
+ADDED_MEASURES = (rain_lines,)
+_measure = compute_measures
+
+
+def _added_measures(img: np.ndarray) -> dict[str, float]:
+    sigma = noise_sigma(img)
+    out = {"noise_sigma": sigma}
+    for fn in ADDED_MEASURES:
+        out.update(fn(img, noise=sigma))
+    return out
+
+
+def _partial_job(fn: Any, args: tuple[str, int, int]) -> list[dict[str, Any]]:
+    """`fn(args)` with only `_added_measures` computed."""
+    global _measure
+    _measure = _added_measures
+    try:
+        return fn(args)
+    finally:
+        _measure = compute_measures
+
+
 def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
     """All training samples of one tune photo and one training seed."""
     from ggt.degrade import apply_pipeline, apply_preset
@@ -227,9 +254,7 @@ def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def add(src: str, cat: str | None, out: np.ndarray, targets: dict[str, float]) -> None:
-        rows.append(
-            {"photo": name, "seed": seed, "src": src, "cat": cat, "t": targets, "m": compute_measures(out)}
-        )
+        rows.append({"photo": name, "seed": seed, "src": src, "cat": cat, "t": targets, "m": _measure(out)})
 
     rng = np.random.default_rng([seed, index, 11])
     # The first PLAIN_SEEDS seeds show the photos as shipped; later seeds also re-tone them.
@@ -540,22 +565,19 @@ def _alt_job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
     for _ in range(2):
         img = _variant(photo, rng, retone)
         rows.append({"photo": name, "seed": seed, "src": "alt_clean", "cat": "clean", "t": {},
-                     "m": compute_measures(altrender.clean_variant(img, rng))})  # fmt: skip
+                     "m": _measure(altrender.clean_variant(img, rng))})  # fmt: skip
     for kind, fn in altrender.SCENES.items():
         img = _variant(photo, rng, retone)
         out, cat = fn(img, rng)
         rows.append({"photo": name, "seed": seed, "src": f"alt_{kind}", "cat": cat, "t": {},
-                     "m": compute_measures(out)})  # fmt: skip
+                     "m": _measure(out)})  # fmt: skip
     return rows
 
 
 PARTS = ("base", "extra", "alt")
 
 
-def generate(seeds: int, jobs: int, first: int = 0, parts: tuple[str, ...] = PARTS) -> list[dict[str, Any]]:
-    """Render the training material: `base` = `_job` on the tune photos, `extra` = `_job` on the
-    EXTRA photos, `alt` = `_alt_job` on both. Every job is seeded on its own, so parts rendered
-    separately (and cached) give the same rows as one run."""
+def _work(seeds: int, first: int, parts: tuple[str, ...]) -> list[tuple[Any, tuple[str, int, int]]]:
     tune = [(n, i) for i, n in enumerate(TUNE)]
     extra = [(n, 100 + i) for i, n in enumerate(EXTRA)]
     work: list[tuple[Any, tuple[str, int, int]]] = []
@@ -566,12 +588,63 @@ def generate(seeds: int, jobs: int, first: int = 0, parts: tuple[str, ...] = PAR
             work += [(_job, (n, i, s)) for n, i in extra]
         if "alt" in parts:
             work += [(_alt_job, (n, i, s)) for n, i in tune + extra]
+    return work
+
+
+def generate(
+    seeds: int, jobs: int, first: int = 0, parts: tuple[str, ...] = PARTS, partial: bool = False
+) -> list[dict[str, Any]]:
+    """Render the training material: `base` = `_job` on the tune photos, `extra` = `_job` on the
+    EXTRA photos, `alt` = `_alt_job` on both. Every job is seeded on its own, so parts rendered
+    separately (and cached) give the same rows as one run. With `partial`, rows carry only
+    `_added_measures`."""
+    work = _work(seeds, first, parts)
     # Not `fork`: a parent that already ran OpenMP/BLAS threads (scikit-learn, OpenCV; e.g. a test
     # session) can deadlock its forked children; a forkserver starts them from a clean process.
     ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(fn, a) for fn, a in work]
+        if partial:
+            futures = [pool.submit(_partial_job, fn, a) for fn, a in work]
+        else:
+            futures = [pool.submit(fn, a) for fn, a in work]
         return [r for f in futures for r in f.result()]
+
+
+def add_measures(rows: list[dict[str, Any]], jobs: int) -> int:
+    """Add `ADDED_MEASURES` to cached rows that lack them, in place, by re-rendering their images
+    (seeded, so the same images; checked by the noise estimate) and measuring only those. The rows
+    then equal a full render's. Returns the number of rows updated."""
+    probe = _added_measures(np.full((64, 64, 3), 0.5, np.float32))
+    if all(set(probe) <= set(r["m"]) for r in rows):
+        return 0
+    seeds = sorted({r["seed"] for r in rows})
+    parts = tuple(
+        p
+        for p, present in (
+            ("base", any(r["photo"] in TUNE and r["src"] == "sim" for r in rows)),
+            ("extra", any(r["photo"] in EXTRA and r["src"] == "sim" for r in rows)),
+            ("alt", any(r["src"].startswith("alt") for r in rows)),
+        )
+        if present
+    )
+    if seeds != list(range(seeds[0], seeds[-1] + 1)):
+        raise ValueError("cache seeds are not consecutive; re-render it instead")
+    merge_added(rows, generate(len(seeds), jobs, seeds[0], parts, partial=True))
+    return len(rows)
+
+
+def merge_added(rows: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> None:
+    """Add re-rendered rows' new measures to cached `rows`, refusing rows that are not the same renders
+    (a different photo, seed or source, or another noise estimate: the render code changed)."""
+    if len(fresh) != len(rows):
+        raise ValueError(f"re-rendered {len(fresh)} rows for a cache of {len(rows)}; re-render it instead")
+    for old, new in zip(rows, fresh, strict=True):
+        same = (old["photo"], old["seed"], old["src"]) == (new["photo"], new["seed"], new["src"])
+        if not same or abs(old["m"]["noise_sigma"] - new["m"]["noise_sigma"]) > 1e-9:
+            raise ValueError(
+                f"re-rendered row differs from the cache: {old['photo']} {old['seed']} {old['src']}"
+            )
+        old["m"].update(new["m"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -583,11 +656,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--render-only", action="store_true", help="render into --cache, do not fit")
+    ap.add_argument(
+        "--add-measures",
+        action="store_true",
+        help="add measures newer than a cache (ADDED_MEASURES) to its rows by re-rendering and rewrite it",
+    )
     args = ap.parse_args(argv)
     # Rendering is the slow part (~15 min on two cores for 32 seeds): it is cached, and may be split
     # over several caches (`--first-seed 0 --seeds 16 --cache a.json`, then 16/16/b.json, then both).
     if all(c.exists() for c in args.cache):
-        rows = [r for c in args.cache for r in json.loads(c.read_text())]
+        rows = []
+        for c in args.cache:
+            part = json.loads(c.read_text())
+            if args.add_measures:
+                t0 = time.time()
+                if add_measures(part, args.jobs):
+                    c.write_text(json.dumps(part))
+                    print(f"added measures to {c} in {time.time() - t0:.0f} s", file=sys.stderr)
+            rows += part
     else:
         t0 = time.time()
         rows = generate(args.seeds, args.jobs, args.first_seed, tuple(args.parts))
