@@ -31,6 +31,37 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = 
         _fsync_dir(target.parent)
 
 
+def link_or_write_atomic(path: str | os.PathLike[str], data: bytes, source: str | os.PathLike[str]) -> bool:
+    """Put `data` at `path` as a hard link to `source` when that file holds exactly these bytes, else write
+    them (`write_bytes_atomic`). Either way `path` is absent or complete, and durable once this returns
+    (a linked `source` must be durable already). True when linked.
+
+    A generated HQ is often the very file the request cache keeps: a link spares writing and fsyncing
+    the same megabytes twice per item. The bytes are compared after linking, so a cache entry another run
+    replaced in the meantime is never passed off as this answer.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{id(data):x}.link"
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, no such file, links not supported
+        write_bytes_atomic(target, data)
+        return False
+    try:
+        linked = tmp.read_bytes() == data
+        if linked:
+            os.replace(tmp, target)
+    except OSError:
+        linked = False
+    if not linked:
+        tmp.unlink(missing_ok=True)
+        write_bytes_atomic(target, data)
+        return False
+    _fsync_dir(target.parent)
+    return True
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)

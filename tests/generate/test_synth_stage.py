@@ -17,6 +17,7 @@ from fixtures.runs import set_analysis
 from fixtures.stubs.server import Fault
 from ggt.cli import app
 from ggt.config import ConfigError
+from ggt.engine import RequestCache
 from ggt.generate.stage import synth
 from ggt.imaging import read_image
 from ggt.ingest import ingest
@@ -229,4 +230,9 @@ def test_plain_pngs_are_sent_and_kept_as_they_are(tmp_path, stub_server, monkeyp
         hq = (run / json.loads(row["result"])["hq_path"]).read_bytes()
         assert np.array_equal(decode_image(hq).pixels, decode_image(answer).pixels)
         kept_as_is += hq == answer
+        # The kept answer is the cache's own file (a hard link: its megabytes are written once); the
+        # re-encoded one is a file of its own.
+        hq_stat = (run / json.loads(row["result"])["hq_path"]).stat()
+        cached = RequestCache(run / "cache").path(json.loads(row["result"])["request_key"]).stat()
+        assert (hq_stat.st_ino == cached.st_ino) == (hq == answer)
     assert kept_as_is == 1  # the plain answer; the one with gAMA was decoded and written afresh

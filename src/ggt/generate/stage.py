@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from ggt.analyze.report import DegradationReport
 from ggt.config import ConfigError, Price, SynthConfig
 from ggt.execute.local import Outcome, bounded_map, item_outcome, record_outcomes
-from ggt.fsutil import write_bytes_atomic
+from ggt.fsutil import link_or_write_atomic, write_bytes_atomic
 from ggt.imaging import ImageDecodeError, decode_image, encode_image, plain_png_size, read_image, to_float
 from ggt.progress import ProgressFn
 from ggt.store import Run
@@ -439,7 +439,10 @@ def _run_api(
         else:
             payload = encode_image(hq, "png")
         path = out_dir / f"{job.item_id}.png"
-        write_bytes_atomic(path, payload)
+        if payload is data:  # the vendor's bytes, which the request cache already holds: link, not copy
+            link_or_write_atomic(path, payload, source=cache.path(job.request.request_key()))
+        else:
+            write_bytes_atomic(path, payload)
         return {
             "hq_path": f"hq/{variant}/{path.name}", "size": [hq.shape[1], hq.shape[0]],
             "generator": cfg.generator, "model": cfg.model, "prompt": job.request.prompt,
