@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -58,6 +59,13 @@ class BatchRequest:
     def image(self) -> bytes:
         return self.data.read_bytes() if isinstance(self.data, Path) else self.data
 
+    def head(self, n: int = 16) -> bytes:
+        """The image's first `n` bytes (its magic number), without reading a spooled one whole."""
+        if isinstance(self.data, Path):
+            with self.data.open("rb") as fh:
+                return fh.read(n)
+        return self.data[:n]
+
     @property
     def size(self) -> int:
         """The image's size in bytes, without reading a spooled one."""
@@ -98,6 +106,24 @@ class Submission:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+async def downloaded_lines(
+    download: Callable[[Path], Awaitable[None]], prefix: str
+) -> AsyncIterator[tuple[int, bytes]]:
+    """(line number, line) of each non-blank line of a file that `download(path)` fetches into a temporary
+    file, read one at a time and removed after: a 2 GB results file stays on disk, never in memory."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".jsonl")
+    os.close(fd)
+    path = Path(tmp)
+    try:
+        await download(path)
+        with path.open("rb") as lines:
+            for n, raw in enumerate(lines, 1):
+                if raw.strip():
+                    yield n, raw
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def check_requests(requests: Sequence[BatchRequest], max_items: int, where: dict[str, Any]) -> None:
     """What every vendor's job needs of its requests, checked before anything is sent: at least one, at
     most `max_items`, unique keys (they match answers back to items)."""
@@ -132,11 +158,10 @@ class BatchBackend(Protocol):
 
     async def results(self, name: str) -> list[BatchItemResult]: ...
 
-    # Optional: `stream_results(submission, keys)`, an async iterator used first when a backend has it
-    # (answers one at a time: a 10,000-image job is never all in memory), else `results_for(submission,
-    # keys)`, a list, else `results`. Both get the stored `Submission` (e.g. an uploaded file to delete
-    # once read) and the job's request keys in submission order (so an item whose answer is missing or
-    # unreadable can be told why).
+    # Optional: `stream_results(submission, keys)`, an async iterator used instead of `results` when a
+    # backend has it (answers one at a time: a 10,000-image job is never all in memory). It gets the stored
+    # `Submission` (e.g. an uploaded file to delete once read) and the job's request keys in submission
+    # order (so an item whose answer is missing or unreadable can be told why).
     # Optional: `find_job(display_name) -> Submission | None`, the vendor's job of that display name among
     # its most recent ones: a run stopped between creating a job and storing its name adopts it.
 
@@ -533,14 +558,7 @@ async def run_batches(
                 if stream is not None:
                     results: Any = stream(Submission(entry.name, entry.detail), keys)
                 else:
-                    read = getattr(backend, "results_for", None)  # optional: reads with the ledger's record
-                    results = _aiter_list(
-                        await (
-                            read(Submission(entry.name, entry.detail), keys)
-                            if read
-                            else backend.results(entry.name)
-                        )
-                    )
+                    results = _aiter_list(await backend.results(entry.name))
                 async for res in results:
                     for job in settle(by_key, entry.params, res.key, res):
                         yield job

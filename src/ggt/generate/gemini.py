@@ -28,6 +28,7 @@ from ggt.generate.batch import (
     BatchStatus,
     Submission,
     check_requests,
+    downloaded_lines,
 )
 from ggt.vlm.errors import (
     EmptyResponseError,
@@ -318,7 +319,8 @@ class GeminiBatch:
                 "limit: submit fewer or smaller images per batch",
                 **where,
             )  # fmt: skip
-        return [self.generator.check_input(r.image, r.prompt) for r in requests]
+        # `check_input` reads the magic bytes only: a spooled image is read whole once, when it is sent.
+        return [self.generator.check_input(r.head(), r.prompt) for r in requests]
 
     async def submit_job(
         self, requests: Sequence[BatchRequest], *, display_name: str | None = None
@@ -567,50 +569,40 @@ class GeminiBatch:
     async def _file_results(
         self, file_name: str, latency: float, keys: Sequence[str] | None, problems: list[str]
     ) -> AsyncIterator[BatchItemResult]:
-        """Download the JSONL results file to disk and read it line by line (a 2 GB file stays on disk)."""
+        """The JSONL results file, downloaded to disk and read line by line (a 2 GB file stays on disk)."""
         from google.genai import batches, types
 
-        fd, tmp = tempfile.mkstemp(prefix="ggt-gemini-results-", suffix=".jsonl")
-        os.close(fd)
-        path = Path(tmp)
-        try:
+        async def download(path: Path) -> None:
             await self.generator._call(
                 lambda sdk: sdk.aio.files.download(file=file_name, destination=str(path))
             )
-            expected = None if keys is None else set(keys)
-            with path.open("rb") as lines:
-                for n, raw in enumerate(lines, 1):
-                    if not raw.strip():
-                        continue
-                    try:
-                        line = json.loads(raw)
-                    except ValueError:
-                        problems.append(f"line {n} is not JSON")
-                        continue
-                    key = line.get("key") if isinstance(line, dict) else None
-                    if not isinstance(key, str) or not key:
-                        problems.append(f"line {n} has no key")
-                        continue
-                    if expected is not None and key not in expected:
-                        problems.append(f"line {n} has an unknown key {key[:40]!r}")
-                        continue
-                    # A line is an InlinedResponse with the key beside it (the error is a google.rpc.Status).
-                    wire = {
-                        "response": line.get("response"),
-                        "error": line.get("error") or line.get("status"),
-                    }
-                    try:
-                        item = types.InlinedResponse._from_response(
-                            response=batches._InlinedResponse_from_mldev(wire), kwargs={}
-                        )
-                    except (ValueError, TypeError, AttributeError) as exc:  # not a GenerateContentResponse
-                        yield BatchItemResult(key, error=EmptyResponseError(
-                            f"unreadable answer on line {n}: {str(exc)[:200]}", **self._where()
-                        ))  # fmt: skip
-                        continue
-                    yield await self._item(key, item, latency)
-        finally:
-            path.unlink(missing_ok=True)
+
+        expected = None if keys is None else set(keys)
+        async for n, raw in downloaded_lines(download, "ggt-gemini-results-"):
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                problems.append(f"line {n} is not JSON")
+                continue
+            key = line.get("key") if isinstance(line, dict) else None
+            if not isinstance(key, str) or not key:
+                problems.append(f"line {n} has no key")
+                continue
+            if expected is not None and key not in expected:
+                problems.append(f"line {n} has an unknown key {key[:40]!r}")
+                continue
+            # A line is an InlinedResponse with the key beside it (the error is a google.rpc.Status).
+            wire = {"response": line.get("response"), "error": line.get("error") or line.get("status")}
+            try:
+                item = types.InlinedResponse._from_response(
+                    response=batches._InlinedResponse_from_mldev(wire), kwargs={}
+                )
+            except (ValueError, TypeError, AttributeError) as exc:  # not a GenerateContentResponse
+                yield BatchItemResult(key, error=EmptyResponseError(
+                    f"unreadable answer on line {n}: {str(exc)[:200]}", **self._where()
+                ))  # fmt: skip
+                continue
+            yield await self._item(key, item, latency)
 
     async def _item(self, key: str, item: Any, latency: float) -> BatchItemResult:
         gen = self.generator

@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -25,6 +23,7 @@ from ggt.generate.batch import (
     BatchStatus,
     Submission,
     check_requests,
+    downloaded_lines,
 )
 from ggt.vlm.base import resolve_api_key
 from ggt.vlm.errors import (
@@ -223,8 +222,9 @@ class OpenAIBatch:
     def line(self, request: BatchRequest) -> bytes:
         """One JSONL line: the images API's JSON body for this request."""
         gen = self.generator
-        mime = gen.check_input(request.image, request.prompt)
-        data_url = f"data:{mime};base64,{base64.b64encode(request.image).decode('ascii')}"
+        image = request.image  # a spooled image is read from disk: once
+        mime = gen.check_input(image, request.prompt)
+        data_url = f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"
         body = {
             "model": gen.model,
             "prompt": request.prompt,
@@ -281,25 +281,19 @@ class OpenAIBatch:
         """The file's JSON lines, read from a temporary download (a 10,000-image output stays on disk)."""
         if not file_id:
             return
-        fd, tmp = tempfile.mkstemp(prefix="ggt-openai-results-", suffix=".jsonl")
-        os.close(fd)
-        path = Path(tmp)
-        try:
 
-            async def download(sdk: Any) -> None:
+        async def download(path: Path) -> None:
+            async def stream(sdk: Any) -> None:
                 async with sdk.files.with_streaming_response.content(file_id) as response:
                     await response.stream_to_file(path)
 
-            await self.generator._call(download)
-            with path.open("rb") as lines:
-                for raw in lines:
-                    if raw.strip():
-                        try:
-                            yield json.loads(raw)
-                        except ValueError:
-                            continue  # a damaged line: its item is reported as unanswered
-        finally:
-            path.unlink(missing_ok=True)
+            await self.generator._call(stream)
+
+        async for _n, raw in downloaded_lines(download, "ggt-openai-results-"):
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                continue  # a damaged line: its item is reported as unanswered
 
     async def results(self, name: str) -> list[BatchItemResult]:
         """Each answered item's image or classified error. An expired or cancelled job keeps the answers it
