@@ -193,7 +193,11 @@ def main() -> None:
         bound = min(api_bound, cpu_bound)
         results, walls = [], [image_work_rate(run, answer_png, cores)]
         for i in range(args.repeat):
-            results.append(one_synth(fresh_copy(run, tmp / f"run{i}"), answer_png, args.n, args.concurrency))
+            copy = fresh_copy(run, tmp / f"run{i}")
+            results.append(one_synth(copy, answer_png, args.n, args.concurrency))
+            # Its ~5 GB of answers and HQs go before the next run, so that run's fsyncs do not queue behind
+            # their writeback (and the disk does not fill up over five runs).
+            shutil.rmtree(copy, ignore_errors=True)
             walls.append(image_work_rate(run, answer_png, cores))
         load = os.getloadavg()[0]
         lines = [
