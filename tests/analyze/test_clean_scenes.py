@@ -92,3 +92,25 @@ def test_strong_evidence_overrules_clean(monkeypatch: pytest.MonkeyPatch) -> Non
     assert AN._category(scores, sev, {"jpeg_quality": 30.0}) == "social_media"  # a recovered q 30 table
     assert AN._category(scores, {**sev, "sepia": 0.8}, m) == "clean"  # partial toning: the model decides
     assert AN._category(scores, {**sev, "sepia": 0.95}) == "clean"  # without measures, no override
+
+
+def test_lens_falloff_next_to_fading_is_old_photo_evidence() -> None:
+    # A black-and-white print whose scan lost its grain: faded, and darker in all four corners (an
+    # old lens's cos^4 fall-off, not the simulator's vignette primitive). Whole frames: fall-off is
+    # read at the corners.
+    from ggt.photos import load_photo
+
+    img = load_photo("camera").astype(np.float32) / 255
+    img = cv2.resize(img, (320, 320 * img.shape[0] // img.shape[1]), interpolation=cv2.INTER_AREA)
+    grey = img.mean(axis=2, keepdims=True)
+    h, w = grey.shape[:2]
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    rho = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2)) / np.sqrt(2)
+    gain = 0.3 + 0.7 * np.cos(np.arctan(1.2 * rho)) ** 4
+    flat = np.repeat(0.3 + 0.3 * grey, 3, axis=2).astype(np.float32)
+    print_ = np.repeat(0.3 + 0.3 * grey * gain[..., None], 3, axis=2).astype(np.float32)
+    sev = severities(M.compute_measures(flat))
+    assert sev["fading"] > 0.5 and AM.evidence(sev, "old_photo") < AM.FADING_COMPANION
+    sev = severities(M.compute_measures(print_))
+    assert sev["fading"] > 0.5 and sev["vignette"] >= AM.FADING_COMPANION
+    assert AM.evidence(sev, "old_photo") > 0.5

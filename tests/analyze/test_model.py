@@ -147,6 +147,35 @@ def test_fit_gates_trade_clean_rate_for_accuracy() -> None:
     assert clean_rate > 0.9 and degraded > 0.6 and set(gates) == set(CATEGORIES[1:])
 
 
+def _near_tie_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows where only the rain gate matters: a gate of 0.15 or more rejects every clean photo (their
+    rain evidence is 0.12); the rain photos' evidence starts at 0.26; 200 snow photos that nothing
+    gets right keep the degraded accuracy the binding term of the score."""
+    from ggt.analyze.fit import CATEGORIES
+
+    y = np.array(["clean"] * 100 + ["rain"] * 1000 + ["snow"] * 200)
+    logits = np.full((len(y), 7), -5.0)
+    logits[:, CATEGORIES.index("rain")] = 0.0  # the classifier says rain for everything
+    ev = np.zeros((len(y), 6))
+    ev[:100, CATEGORIES.index("rain") - 1] = 0.12
+    ev[100:1100, CATEGORIES.index("rain") - 1] = np.linspace(0.26, 1.0, 1000)
+    return logits, y, ev
+
+
+def test_fit_gates_keep_the_prior_gates_against_a_near_tie() -> None:
+    from ggt.analyze.fit import GATE_MARGIN, fit_gates
+
+    logits, y, ev = _near_tie_rows()
+    ev[100, 2] = 0.2  # a free search now prefers 0.15-0.2 (one rain photo in 1000 more) to the prior 0.25
+    free = fit_gates(logits, y, ev)
+    kept = fit_gates(logits, y, ev, prior=(0.0, {"rain": 0.25}))
+    assert 0.12 < free[1]["rain"] <= 0.2 and kept[1]["rain"] == 0.25
+    assert 0 <= free[2][0] - kept[2][0] < GATE_MARGIN
+    # A clearly better gate replaces the prior: at 0.4 a fifth of the rain photos are lost.
+    moved = fit_gates(logits, y, ev, prior=(0.0, {"rain": 0.4}))
+    assert moved[1]["rain"] <= 0.2 and moved[2][0] > kept[2][0]
+
+
 @pytest.mark.slow
 def test_fit_command_renders_and_fits_a_small_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`python -m ggt.analyze.fit` end to end on one seed of the Pillow-first part (about a minute)."""

@@ -135,6 +135,10 @@ def severities(m: dict[str, float], model: AnalyzerModel | None = None) -> dict[
     # Point lights (stars, lamps: bright specks on black) are not dust.
     dust = m["dust_density"] - m.get("point_light_density", 0.0)
     sev["dust"] = _clip01((dust - 1.0) / 6.0)
+    # Lens fall-off (`measures.vignetting`): not reported as a degradation; it counts towards old_photo
+    # as a companion of fading (`model.FADING_COMPANIONS`). Offset and scale chosen by the fit's
+    # leave-photos-out CV of the gated decision (docs/analyzer-accuracy.md).
+    sev["vignette"] = _clip01((m.get("vignette_falloff", 0.0) - 0.05) / 0.3)
 
     # The fitted regressors replace the single-measure mappings above for the five degradations they
     # were fitted for: they correct each estimator with the others (texture lifts the noise estimate,

@@ -713,6 +713,37 @@ def lines_and_dust(img: np.ndarray, noise: float | None = None) -> dict[str, flo
     }
 
 
+def vignetting(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
+    """Radial light fall-off towards the corners (an old or cheap lens, a print's uneven exposure).
+
+    Fall-off is multiplicative and the same in every corner, so in each quadrant the mean luminance at
+    the corner (radius >= 0.85 of the half-diagonal) is divided by that of the same quadrant's band at
+    0.6-0.75 (near the frame's edges, whose content is more like the corner's than the centre's);
+    `vignette_falloff` is one minus the *largest* of the four ratios: all four
+    corners must be darker. Scene content darkens a corner or two (a dark floor, a shadow), rarely all
+    four by the same factor. `noise` is accepted for the `fit.ADDED_MEASURES` interface, not used.
+    """
+    del noise
+    g = to_gray(resize_max(_check(img), GLOBAL_SIZE)).astype(np.float64)
+    # Fall-off happens in the lens, before a print fades: the lifted black level of a faded print is
+    # added after it and would hide it in the ratios, so it is taken off first.
+    g = g - float(np.percentile(g, 1.0))
+    h, w = g.shape
+    yy = (np.arange(h) - (h - 1) / 2) / (h / 2)
+    xx = (np.arange(w) - (w - 1) / 2) / (w / 2)
+    r = np.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2) / math.sqrt(2)
+    ratios = []
+    for qy in (yy[:, None] < 0, yy[:, None] >= 0):
+        for qx in (xx[None, :] < 0, xx[None, :] >= 0):
+            quad = qy & qx
+            corner = g[quad & (r >= 0.85)]
+            inner = g[quad & (r >= 0.6) & (r < 0.75)]
+            if corner.size == 0 or inner.size == 0:
+                return {"vignette_falloff": 0.0}
+            ratios.append(float(corner.mean()) / max(float(inner.mean()), 0.02))
+    return {"vignette_falloff": float(max(0.0, 1.0 - max(ratios)))}
+
+
 # ------------------------------------------------------------------------------------------- all
 
 
@@ -735,4 +766,5 @@ def compute_measures(img: np.ndarray) -> dict[str, float]:
     out.update(lines)
     out.update(bright_speckles(img, noise=sigma))
     out.update(lines_and_dust(img, noise=sigma))
+    out.update(vignetting(img))
     return {k: float(v) for k, v in out.items()}
