@@ -84,7 +84,8 @@ NOTES = """### How to read these numbers
   `--parts extra alt --first-seed 12 --seeds 8 --render-only --cache C.json`, and
   `python -m ggt.analyze.fit --cache A.json B.json C.json` fits and writes `heuristic_model.json`
   (rows are seeded per photo and seed, so the split into caches does not change them). A measure
-  added after the caches were rendered (`fit.ADDED_MEASURES`, now `measures.rain_lines`) is added to
+  added after the caches were rendered (`fit.ADDED_MEASURES`, now `measures.rain_lines` and
+  `measures.vignetting`) is added to
   them with `python -m ggt.analyze.fit --cache A.json B.json C.json --add-measures --render-only`:
   it re-renders the rows (seeded: the same images; a differing noise estimate stops it) and measures
   only the new ones, about 2 min per cache on two cores instead of an hour for a full render, and
@@ -92,7 +93,10 @@ NOTES = """### How to read these numbers
   This benchmark has the same `--add-measures` for its `--measures-cache`. Caveat: refitting the same
   rows twice gave the same classifier (to the 1e-6 rounding of the file) but severity calibrations
   up to 0.04 apart (the L-BFGS regressor fits are not bit-reproducible on this machine under load),
-  and the gates moved with them.
+  and the gates moved with them. Since the fifth session a refit starts from the offset and gates of
+  the model it replaces (`--prior`, the shipped model by default; `--fresh-gates` to ignore it) and
+  leaves them unless the CV score gains `fit.GATE_MARGIN` (0.002), so such wobbles no longer move
+  them.
 - **Decision model.** Measures -> engineered features (log of heavy-tailed measures, z-scores clipped
   at 6) -> a 32-unit perceptron (L2 alpha 100) for the category; per severity key (noise, blur, JPEG,
   haze, low light) a 16-unit perceptron regressor then an isotonic, piecewise-linear calibration onto
@@ -102,7 +106,8 @@ NOTES = """### How to read these numbers
   whose **evidence gate** passes: a degraded category needs one of its own degradations
   (`model.EVIDENCE`: e.g. old_photo: sepia, fading, scratches, dust, grain, cast; rain: rain) at the
   least severity fitted for it; otherwise the next category is tried, `clean` last. Fading counts
-  for old_photo only next to a tint, grain or film damage of at least 0.1 (`model.evidence`). The
+  for old_photo only next to a tint, grain, film damage or lens fall-off of at least 0.1
+  (`model.evidence`). The
   offset (capped at 2.0, `fit.MAX_CLEAN_OFFSET`) and the six gates (at least 0.05, above the
   measurement noise of clean photos) are chosen together on out-of-photo predictions, by coordinate
   ascent from three starts, to maximise the worse of (clean rate / 0.9) and (degraded accuracy / 0.85).
@@ -112,11 +117,61 @@ NOTES = """### How to read these numbers
   (warm and brown like a print, dark like a night shot) without showing any of its degradations
   stays clean.
 - **Where the goals stand (held-out photos, seeds 1000-1002).** Clean rate 0.964 (goal 0.9, met; 0.950
-  without the non-pristine moon and text), top-1 accuracy 0.779 on simulator presets
-  (goal 0.85, not met; was 0.762), 0.890 on the calibration renderers (was 0.878) and 0.901 on this
-  benchmark's `other` degraders (was 0.901); single-step Spearman 0.81-0.92 for the five keys
-  (goal 0.8, met). Leave-photos-out CV on the 13 training photos: clean 0.852 / degraded 0.806 for the
-  shipped decision rule (was 0.851 / 0.803) (`classifier.cv` in the model file).
+  without the non-pristine moon and text), top-1 accuracy 0.797 on simulator presets
+  (goal 0.85, not met; was 0.779 before the fifth session, 0.762 before the third), 0.890 on the
+  calibration renderers and 0.901 on this benchmark's `other` degraders (both unchanged);
+  single-step Spearman 0.81-0.92 for the five keys (goal 0.8, met). Leave-photos-out CV on the 13
+  training photos: clean 0.852 / degraded 0.808 for the shipped decision rule (was 0.852 / 0.806)
+  (`classifier.cv` in the model file).
+- **Changes of 2026-11-30 (fifth session): lens fall-off next to fading, and gates that stay put.**
+  Diagnosis on held-out failures (looked at, not tuned on): of the 8 simulator `old_photo` misses, 6
+  had old_photo ranked first by the classifier and failed its evidence gate. They are black-and-white
+  prints (the preset's "sepia" at a neutral tone: labelled sepia 0.9, no tint, so the sepia measure
+  rightly reads 0) whose scan step (shrink to 0.4-0.9 and back) wipes out grain, scratches and dust;
+  fading reads 0.64-1.0 but counts only with a companion. New measure `measures.vignetting`
+  (`vignette_falloff`: in each quadrant the corner's mean luminance, black level removed, against a
+  band nearer the edge; one minus the largest of the four ratios, so all four corners must be darker,
+  which scene content rarely does); its severity `(falloff - 0.05) / 0.3` joins the fading companions.
+  Tests use an independent cos^4 lens law, not the simulator's vignette. Its refit moved two
+  near-tie gates (rain 0.20 -> 0.25, snow 0.08 -> 0.05, for a CV gain of 0.0014), which cost the
+  independent renderers a rain photo; hence `fit.GATE_MARGIN`: a refit keeps the replaced model's
+  gates unless it gains 0.002 (test_fit_gates_keep_the_prior_gates_against_a_near_tie). Refitted on
+  the three caches completed with `--add-measures`: classifier and gates unchanged, CV degraded
+  0.806 -> 0.808. Held-out: simulator top-1 0.779 -> 0.797 (old_photo 16 -> 19 of 24), own 0.890, other
+  0.901 and clean 0.964 unchanged.
+  Measured and not shipped (all on training rows, held-out only as the last check):
+  (1) *The scratch measure reads texture.* `scratch_density` (Hessian ridges, then Hough runs of 30 %
+  of the short side) reaches 207 at the 90th percentile of the clean training rows (brick mortar, the
+  ruled page, text) and has an AUC of 0.58 for old_photo (simulator old prints 0.43: the scan step
+  leaves their scratches too faint for its 0.15 ridge floor). Keeping only runs with no parallel run
+  within a quarter of the short side (mortar, ruling and text come in families; a scratch is alone)
+  drops the clean 90th percentile to 10, and with the shipped gates lifts CV clean from 0.852 to 0.923
+  with held-out results unchanged. But the fit's gate search then spends that clean margin: it moves
+  the clean offset from 0.5 to 0 (CV 0.889 / 0.836), and on the held-out photos the clean rate falls
+  to 0.786 (every `coffee` variant to snow, two `moon` to social_media) and simulator top-1 to 0.779.
+  Choosing the offset under a clean-rate floor (0.9, 0.92, 0.93) or with per-photo clean rates gave
+  offset 0 as well: the 13 training photos do not show the scenes that need the offset. So the scratch
+  severity keeps the old measure until the decision can be chosen more robustly (more clean training
+  photos, or a decision rule not fitted on the clean rate of 13 scenes).
+  (2) *Rain at 256 px* (the faint-line test on a half-size copy, where 2-3 px wide blurred streaks are
+  thin again; AUC 0.86 vs 0.89 for `rain_line_excess`) and *longer line runs* (+-3, 6 px along the
+  streak; AUC 0.79): as an extra rain term, CV 0.9441-0.9469 against 0.9462, held-out 0.779-0.797.
+  (3) *Fainter snow specks* (0.025 or 3 noise sigmas instead of 0.04 or 4; AUC 0.935 vs 0.939) and a
+  lower snow offset (1.0-2.0 instead of 2.5): CV within 0.001 of the shipped rule.
+  (4) *Other classifiers* on the same features (leave-photos-out, gated): gradient-boosted trees
+  (scikit-learn HistGradientBoosting; raw accuracy 0.784 vs 0.751 but over-confident, gated score
+  0.915 vs 0.946), a mean of five perceptron seeds (0.9455-0.9469), a 64-unit perceptron (0.948
+  unweighted). None is a clear gain.
+  (5) *Decision rules*: letting a category through without evidence when the classifier is sure
+  (p >= 0.5-0.95) costs clean photos faster than it wins degraded ones (score 0.790-0.946); other
+  gate objectives (mean of the two rates, accuracy, degraded accuracy under a clean floor) all score
+  the held-out photos lower than the min objective.
+  Where the remaining 35 held-out simulator misses are: 12 have their own category ranked first by
+  the classifier and fail only its evidence gate (snow 5, rain 3, old_photo 3, low light 1); of the
+  snow ones, the `gravel` and `text` renders (applied snow 0.006-0.048) show no flake a person could
+  point to, so some of the gap is the simulator labelling a frame by the preset that rendered it; the
+  rest are ranked wrongly by the classifier (rain under haze on the blurred `clock`, social_media
+  under clean after a downscale).
 - **Changes of 2026-11-30 (third session): a faint-streak rain measure, and why.** Why simulator rain was
   missed (held-out 9 of 24): its streaks are 1-3 px wide, often blurred (sigma 0.4-1.2), JPEG'd and veiled,
   which leaves many below the 0.02 contrast floor of `rain_streaks`; and where they are dense (the 1411 px
@@ -195,8 +250,8 @@ NOTES = """### How to read these numbers
   classifier alone ranks rain
   first for 59 % of the simulator's rain renders but also for 261 of 1577 clean ones. The
   faint-line measure of the third session lifted CV rain to 0.51 and held-out simulator rain to 13
-  of 24; the remaining misses are mostly ranked below social_media or haze by the classifier. Fixing
-  rain entirely would now give 0.843, so reaching 0.85 needs old_photo/snow work as well. `realesrgan` has no
+  of 24; the remaining misses are mostly ranked below social_media or haze by the classifier. After
+  the fifth session, fixing rain entirely would give 0.860 (11 of the 35 misses). `realesrgan` has no
   category. A q 23 JPEG shrunk to 140 px is still scored clean (xfail in
   tests/analyze/test_heuristic.py): the quantisation-table estimate needs 3 agreeing DCT steps and
   finds 2 on 17x17 blocks. A synthetic star field (99.8 % black) reads low_light 0.3 (the learned
