@@ -60,9 +60,8 @@ EVIDENCE: dict[str, tuple[str, ...]] = {
 # Fading alone is not evidence of an old print: a flat grey scene (a lunar surface, fog, a grey
 # document) has lifted blacks and little range too, and haze looks the same. Fading counts towards
 # old_photo only next to one of these, at FADING_COMPANION or more: a tint, grain, film damage or
-# lens fall-off.
-# Lens fall-off (`vignette`, all four corners darker) joined them in the fourth session: old lenses and
-# prints show it, and it survives the scan's down/up-scale that removes the grain.
+# lens fall-off (`vignette`, all four corners darker: old lenses and prints show it, and unlike grain
+# it survives a scan's down/up-scale).
 FADING_COMPANIONS = ("sepia", "scratches", "dust", "noise", "color_cast", "vignette")
 FADING_COMPANION = 0.1
 # Evidence that no clean photo shows, whatever the classifier makes of the scene: a fully toned
