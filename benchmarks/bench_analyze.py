@@ -131,7 +131,9 @@ NOTES = """### How to read these numbers
   fading reads 0.64-1.0 but counts only with a companion. New measure `measures.vignetting`
   (`vignette_falloff`: in each quadrant the corner's mean luminance, black level removed, against a
   band nearer the edge; one minus the largest of the four ratios, so all four corners must be darker,
-  which scene content rarely does); its severity `(falloff - 0.05) / 0.3` joins the fading companions.
+  which scene content rarely does; a quadrant whose band sits at the black level, as on a flat frame
+  or a uniform backdrop, counts as no fall-off); its severity `(falloff - 0.05) / 0.3` joins the
+  fading companions.
   Tests use an independent cos^4 lens law, not the simulator's vignette. Its refit moved two
   near-tie gates (rain 0.20 -> 0.25, snow 0.08 -> 0.05, for a CV gain of 0.0014), which cost the
   independent renderers a rain photo; hence `fit.GATE_MARGIN`: a refit keeps the replaced model's

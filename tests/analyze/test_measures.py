@@ -262,3 +262,13 @@ def test_vignetting_tracks_corner_falloff(photo_crop, name: str) -> None:  # typ
 def test_vignetting_low_on_clean_photos(photo_crop, name: str) -> None:  # type: ignore[no-untyped-def]
     # A corner or two darkened by the scene is not fall-off: all four must be darker.
     assert M.vignetting(photo_crop(name, 384))["vignette_falloff"] < 0.1
+
+
+@pytest.mark.parametrize("backdrop", [0.0, 0.3, 0.5])
+def test_vignetting_reads_nothing_where_the_edges_are_at_the_black_level(backdrop: float) -> None:
+    # A flat frame, or a subject on a uniform backdrop: the corners and the bands beside them both sit
+    # at the black level, so their ratio is noise over noise, not fall-off (it read 1.0 before).
+    img = np.full((256, 256, 3), backdrop, np.float32)
+    assert M.vignetting(img)["vignette_falloff"] == 0.0
+    img[60:200, 60:200] = 0.8
+    assert M.vignetting(img)["vignette_falloff"] == 0.0

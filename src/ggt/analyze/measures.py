@@ -713,6 +713,12 @@ def lines_and_dust(img: np.ndarray, noise: float | None = None) -> dict[str, flo
     }
 
 
+# Least brightness of a quadrant's band above the black level, as a share of the frame's range, for
+# its corner-to-band ratio to mean anything: below it the ratio divides noise by noise (a flat grey
+# frame read full fall-off).
+VIGNETTE_MIN_BAND = 0.02
+
+
 def vignetting(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
     """Radial light fall-off towards the corners (an old or cheap lens, a print's uneven exposure).
 
@@ -721,13 +727,19 @@ def vignetting(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
     0.6-0.75 (near the frame's edges, whose content is more like the corner's than the centre's);
     `vignette_falloff` is one minus the *largest* of the four ratios: all four
     corners must be darker. Scene content darkens a corner or two (a dark floor, a shadow), rarely all
-    four by the same factor. `noise` is accepted for the `fit.ADDED_MEASURES` interface, not used.
+    four by the same factor. A quadrant whose band is near the black level (a flat or dark frame, a
+    black backdrop) cannot show fall-off and counts as none. `noise` is accepted for the
+    `fit.ADDED_MEASURES` interface, not used.
     """
     del noise
     g = to_gray(resize_max(_check(img), GLOBAL_SIZE)).astype(np.float64)
     # Fall-off happens in the lens, before a print fades: the lifted black level of a faded print is
     # added after it and would hide it in the ratios, so it is taken off first.
-    g = g - float(np.percentile(g, 1.0))
+    black, white = np.percentile(g, [1.0, 99.0])
+    g = g - float(black)
+    floor = VIGNETTE_MIN_BAND * float(white - black)
+    if floor <= 0.0:
+        return {"vignette_falloff": 0.0}
     h, w = g.shape
     yy = (np.arange(h) - (h - 1) / 2) / (h / 2)
     xx = (np.arange(w) - (w - 1) / 2) / (w / 2)
@@ -740,7 +752,8 @@ def vignetting(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
             inner = g[quad & (r >= 0.6) & (r < 0.75)]
             if corner.size == 0 or inner.size == 0:
                 return {"vignette_falloff": 0.0}
-            ratios.append(float(corner.mean()) / max(float(inner.mean()), 0.02))
+            band = float(inner.mean())
+            ratios.append(float(corner.mean()) / band if band >= floor else 1.0)
     return {"vignette_falloff": float(max(0.0, 1.0 - max(ratios)))}
 
 
