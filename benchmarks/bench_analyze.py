@@ -162,7 +162,7 @@ NOTES = """### How to read these numbers
   lower snow offset (1.0-2.0 instead of 2.5): CV within 0.001 of the shipped rule.
   (4) *Other classifiers* on the same features (leave-photos-out, gated): gradient-boosted trees
   (scikit-learn HistGradientBoosting; raw accuracy 0.784 vs 0.751 but over-confident, gated score
-  0.915 vs 0.946), a mean of five perceptron seeds (0.9455-0.9469), a 64-unit perceptron (0.948
+  0.915 vs 0.946), means of two and three perceptron seeds (0.9455, 0.9469), a 64-unit perceptron (0.948
   unweighted). None is a clear gain.
   (5) *Decision rules*: letting a category through without evidence when the classifier is sure
   (p >= 0.5-0.95) costs clean photos faster than it wins degraded ones (score 0.790-0.946); other
