@@ -319,7 +319,7 @@ def test_a_stored_file_job_resumes_without_a_second_upload(stub_server: StubServ
 
     async def main() -> list[Any]:
         assert (await fresh.status(sub.name)).succeeded
-        return await fresh.results_for(sub, ["item-0", "item-1"])
+        return [r async for r in fresh.stream_results(sub, ["item-0", "item-1"])]
 
     assert [r.key for r in run(main()) if r.ok] == ["item-0", "item-1"]
     assert stub_server.count("gemini.batch_create") == 1 and stub_server.uploads == 1

@@ -489,12 +489,9 @@ class GeminiBatch:
             await self.generator._call(lambda _sdk: pager.next_page())  # the pager moves on in place
         return None
 
-    async def results_for(self, submission: Submission, keys: Sequence[str]) -> list[BatchItemResult]:
-        """`results` of a job the ledger stored: its input file (deleted after) and keys are known."""
-        return [r async for r in self.stream_results(submission, keys)]
-
     def stream_results(self, submission: Submission, keys: Sequence[str]) -> AsyncIterator[BatchItemResult]:
-        """`results_for` one item at a time: a 10,000-image job's answers are never all in memory."""
+        """`results` of a job the ledger stored, one item at a time (a 10,000-image job's answers are never
+        all in memory): its input file (deleted after) and keys are known."""
         input_file = submission.detail.get("input_file")
         return self._stream(submission.name, keys=keys, input_file=str(input_file) if input_file else None)
 
