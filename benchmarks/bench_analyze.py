@@ -561,8 +561,7 @@ def _add_measures(rows: list[dict[str, Any]], jobs: list[tuple[str, int, int]], 
     """Add `ggt.analyze.fit.ADDED_MEASURES` to cached rows that lack them, in place."""
     from ggt.analyze import fit
 
-    probe = fit._added_measures(np.full((64, 64, 3), 0.5, np.float32))
-    if all(set(probe) <= set(r["m"]) for r in rows):
+    if not fit.lacks_added_measures(rows):
         return False
     with ProcessPoolExecutor(workers) as pool:
         fresh = [r for chunk in pool.map(_partial_job, jobs) for r in chunk]

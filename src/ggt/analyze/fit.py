@@ -234,6 +234,12 @@ def _added_measures(img: np.ndarray) -> dict[str, float]:
     return out
 
 
+def lacks_added_measures(rows: list[dict[str, Any]]) -> bool:
+    """Whether any cached row misses one of the `ADDED_MEASURES`."""
+    probe = set(_added_measures(np.full((64, 64, 3), 0.5, np.float32)))
+    return any(not probe <= set(r["m"]) for r in rows)
+
+
 def _partial_job(fn: Any, args: tuple[str, int, int]) -> list[dict[str, Any]]:
     """`fn(args)` with only `_added_measures` computed."""
     global _measure
@@ -644,8 +650,7 @@ def add_measures(rows: list[dict[str, Any]], jobs: int) -> int:
     """Add `ADDED_MEASURES` to cached rows that lack them, in place, by re-rendering their images
     (seeded, so the same images; checked by the noise estimate) and measuring only those. The rows
     then equal a full render's. Returns the number of rows updated."""
-    probe = _added_measures(np.full((64, 64, 3), 0.5, np.float32))
-    if all(set(probe) <= set(r["m"]) for r in rows):
+    if not lacks_added_measures(rows):
         return 0
     seeds = sorted({r["seed"] for r in rows})
     parts = tuple(
