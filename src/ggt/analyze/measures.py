@@ -458,22 +458,16 @@ def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return padded[y0 : y0 + a.shape[0], x0 : x0 + a.shape[1]]
 
 
-def _thin_lines(g: np.ndarray, angle_deg: float, thr: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bright and dark thin-line pixels along one orientation, with flat flanks and continuity.
+def _thin_lines(
+    g: np.ndarray, angle_deg: float, thr: float, faint: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bright and dark thin-line pixels along one orientation, with flat flanks and continuity, and
+    the bright ones again at the lower threshold `faint` (sharing the shifted copies, the costly part).
 
     A pixel is on a bright line of this orientation when both neighbours two pixels away across it
     are darker by `thr` *and alike* (a line on a locally flat background; an edge or a texture
     gradient has unequal flanks), and so are its neighbours three pixels along the line.
     """
-    bright, dark, _ = _thin_lines_at(g, angle_deg, thr, None)
-    return bright, dark
-
-
-def _thin_lines_at(
-    g: np.ndarray, angle_deg: float, thr: float, faint: float | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """`_thin_lines`, plus the bright lines at a second threshold `faint` (sharing the shifted
-    copies, the costly part)."""
     t = math.radians(angle_deg)
     ux, uy = math.cos(t), math.sin(t)
     py, px = round(2 * ux), round(-2 * uy)
@@ -488,10 +482,8 @@ def _thin_lines_at(
 
     bright = ((up > thr) & (flank < 0.5 * up + 0.01)).astype(np.uint8)
     dark = ((down > thr) & (flank < 0.5 * down + 0.01)).astype(np.uint8)
-    extra = None
-    if faint is not None:
-        extra = run(((up > faint) & (flank < 0.5 * up + 0.01)).astype(np.uint8))
-    return run(bright), run(dark), extra
+    bright_faint = ((up > faint) & (flank < 0.5 * up + 0.01)).astype(np.uint8)
+    return run(bright), run(dark), run(bright_faint)
 
 
 _RAIN_ANGLES = list(range(0, 180, 15))
@@ -544,8 +536,7 @@ def _rain(img: np.ndarray, noise: float | None) -> tuple[dict[str, float], dict[
     n = len(_RAIN_ANGLES)
     hb, hd, hf = np.zeros(n), np.zeros(n), np.zeros(n)
     for i, a in enumerate(_RAIN_ANGLES):
-        b, d, bf = _thin_lines_at(g, a, thr, thr_faint)
-        assert bf is not None
+        b, d, bf = _thin_lines(g, a, thr, thr_faint)
         hb[i], hd[i], hf[i] = float(b.mean()), float(d.mean()), float(bf.mean())
     nb = hb + np.roll(hb, 1) + np.roll(hb, -1)
     nd = hd + np.roll(hd, 1) + np.roll(hd, -1)
