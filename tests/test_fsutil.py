@@ -1,8 +1,20 @@
 """Atomic writes and linking a file that already holds the bytes."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
-from ggt.fsutil import link_or_write_atomic, write_bytes_atomic
+from ggt.fsutil import link_or_write_atomic, sweep_orphaned_temps, write_bytes_atomic
+
+# A writer that stops for good between writing its temporary file and renaming it.
+_STUCK_WRITER = """
+import os, sys, time
+os.replace = lambda *a: time.sleep(3600)
+from ggt.fsutil import write_bytes_atomic
+write_bytes_atomic(sys.argv[1], b"x" * 1000, fsync=False)
+"""
 
 
 def test_link_when_the_source_holds_the_bytes_else_write(tmp_path):
@@ -27,3 +39,25 @@ def test_link_when_the_source_holds_the_bytes_else_write(tmp_path):
     # Replacing an existing file keeps the name complete (atomic) and the source untouched.
     assert link_or_write_atomic(tmp_path / "hq" / "b.png", data, source)
     assert (tmp_path / "hq" / "b.png").read_bytes() == data and source.read_bytes() == data
+
+
+def test_sweep_removes_a_killed_writers_temp_file_and_spares_a_live_one(tmp_path):
+    out = tmp_path / "lq"
+    write_bytes_atomic(out / "done.png", b"complete")
+    (out / ".hidden").write_bytes(b"not ours")
+    foreign = out / ".a.png.0123abcd-1.k3j2h1g0.tmp"  # a writer on another host of a shared disk
+    foreign.write_bytes(b"in progress elsewhere")
+    proc = subprocess.Popen([sys.executable, "-c", _STUCK_WRITER, str(out / "a.png")])
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not list(out.glob(".a.png.*.tmp"))[1:]:
+            time.sleep(0.05)
+        temps = [p for p in out.glob(".a.png.*.tmp") if p != foreign]
+        assert len(temps) == 1
+        assert sweep_orphaned_temps(out) == 0 and temps[0].exists()  # its writer is still at work
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert sweep_orphaned_temps(out) == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted([".hidden", foreign.name, "done.png"])
+    assert sweep_orphaned_temps(tmp_path / "missing") == 0

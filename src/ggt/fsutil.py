@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
+
+# Temporary names carry their writer (host and pid), so a rerun can tell a killed writer's leftovers from a
+# live writer's file in progress; the host part keeps writers on another machine of a shared disk safe.
+_HOST = hashlib.sha1(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[0-9A-Za-z_]+\.(?:tmp|link)$")
+
+
+def _writer_tag() -> str:
+    return f"{_HOST}-{os.getpid()}"  # read per call: a forked worker has its own pid
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
@@ -16,7 +28,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = 
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{_writer_tag()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -42,7 +54,7 @@ def link_or_write_atomic(path: str | os.PathLike[str], data: bytes, source: str 
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{id(data):x}.link"
+    tmp = target.parent / f".{target.name}.{_writer_tag()}.{id(data):x}.link"
     try:
         os.link(source, tmp)
     except OSError:  # another file system, no such file, links not supported
@@ -59,6 +71,37 @@ def link_or_write_atomic(path: str | os.PathLike[str], data: bytes, source: str 
         write_bytes_atomic(target, data)
         return False
     _fsync_dir(target.parent)
+    return True
+
+
+def sweep_orphaned_temps(directory: str | os.PathLike[str]) -> int:
+    """Delete the temporary files that writers on this host left in `directory` when they were killed
+    (kill -9, power loss) before renaming them; a live writer's file is left alone. Returns how many went.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name) if entry.name.startswith(".") else None
+        if m is None or m["host"] != _HOST or _alive(int(m["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
     return True
 
 

@@ -3,7 +3,6 @@ global rate limit and budget across workers, resume after the driver is killed."
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from fixtures import badfiles as bf
+from fixtures.procs import kill_group
 from fixtures.stubs.server import Fault
 from ggt.analyze.stage import analyze
 from ggt.generate.stage import synth
@@ -198,8 +198,7 @@ def test_driver_killed_then_rerun_commits_finished_shards_and_completes(ray_clus
     while time.time() < deadline and len(list(shards.glob("*/done"))) < 2 and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     first = stub_server.count("gemini.generate")
     assert 0 < first < 12
     stub_server.clear_faults()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_synth_stage import KEY, _analysed_run, _gemini
 
+from fixtures.procs import kill_group
 from fixtures.stubs.server import StubServer
 from ggt.config import ConfigError
 from ggt.generate.stage import synth
@@ -162,8 +162,7 @@ def test_kill_9_while_waiting_then_rerun_collects_the_same_batch(tmp_path, stub_
     deadline = time.time() + 60
     while time.time() < deadline and stub_server.count("gemini.batch_get") < 3:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     assert stub_server.count("gemini.batch_create") == 1
     with Run.open(run) as r:
         assert (

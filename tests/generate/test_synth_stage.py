@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fixtures import badfiles as bf
+from fixtures.procs import die_mid_write, kill_group
 from fixtures.runs import set_analysis
 from fixtures.stubs.server import Fault
 from ggt.cli import app
@@ -152,10 +152,11 @@ def test_kill_9_mid_synth_then_rerun_completes_with_no_duplicate_paid_call(tmp_p
     deadline = time.time() + 60
     while time.time() < deadline and stub_server.count("gemini.generate") < 6:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     first = stub_server.count("gemini.generate")
     assert 0 < first < 16
+    hq_dir = run / "hq" / "gemini-gemini-2.5-flash-image"
+    die_mid_write(hq_dir / "killed.png")  # a kill between an HQ's write and its rename
     stub_server.clear_faults()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -168,7 +169,7 @@ def test_kill_9_mid_synth_then_rerun_completes_with_no_duplicate_paid_call(tmp_p
     # the concurrency, 2. Every answer that reached ggt was cached and never paid for twice.
     repeats = sum(n - 1 for n in stub_server.counts_by_body("gemini.generate").values())
     assert repeats <= 2
-    assert len(list((run / "hq" / "gemini-gemini-2.5-flash-image").glob("*.png"))) == 16
+    assert len(list(hq_dir.glob("*.png"))) == 16 and not list(hq_dir.glob(".*"))
 
 
 def test_a_local_models_path_and_lora_name_its_variant() -> None:

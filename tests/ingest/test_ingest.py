@@ -1,6 +1,5 @@
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fixtures import badfiles as bf
+from fixtures.procs import die_mid_write, kill_group
 from ggt.cli import app
 from ggt.config import IngestConfig
 from ggt.imaging import read_image, write_image
@@ -219,9 +219,10 @@ def test_kill_9_mid_ingest_then_rerun_completes_without_duplicates(tmp_path):
                 committed = run_status(run).items
             except Exception:
                 committed = 0
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     assert 0 < committed < 120, "the kill must land mid-run"
+    die_mid_write(run / "lq" / "0123456789abcdef.png")  # a kill between a copy's write and its rename
+    assert [p for p in (run / "lq").iterdir() if p.name.startswith(".0123456789abcdef.png.")]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from qc_helpers import copy_run, make_run, qc_rows
 
+from fixtures.procs import kill_group
 from fixtures.stubs import StubServer
 from fixtures.stubs.server import Fault
 from ggt.qc.judge import CHECKLIST
@@ -211,8 +211,7 @@ def test_kill_9_mid_judge_then_rerun_repeats_no_paid_call(tmp_path: Path, stub_s
     deadline = time.time() + 60
     while time.time() < deadline and stub_server.count("gemini.generate") < 4:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     first = stub_server.count("gemini.generate")
     assert 0 < first < len(names)
     stub_server.clear_faults()

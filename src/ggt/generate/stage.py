@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from ggt.analyze.report import DegradationReport
 from ggt.config import ConfigError, Price, SynthConfig
 from ggt.execute.local import Outcome, bounded_map, item_outcome, record_outcomes
-from ggt.fsutil import link_or_write_atomic, write_bytes_atomic
+from ggt.fsutil import link_or_write_atomic, sweep_orphaned_temps, write_bytes_atomic
 from ggt.imaging import ImageDecodeError, decode_image, encode_image, plain_png_size, read_image, to_float
 from ggt.progress import ProgressFn
 from ggt.store import Run
@@ -263,11 +263,17 @@ def _restore_local(
     return item_outcome(item_id, work, paths=(lq_path,))
 
 
+def _hq_out_dir(r: Run, variant: str) -> Path:
+    out_dir = r.hq_dir(variant)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sweep_orphaned_temps(out_dir)  # half-written HQs of a killed run
+    return out_dir
+
+
 def _run_local(
     r: Run, cfg: SynthConfig, variant: str, rows: list[Any], summary: SynthSummary, progress
 ) -> None:
-    out_dir = r.hq_dir(variant)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _hq_out_dir(r, variant)
     args = (
         (
             row["id"],
@@ -378,8 +384,7 @@ def _run_api(
         return
     gen = create_api_generator(cfg.generator, model=cfg.model, **cfg.options)
     params = {"geometry": cfg.geometry.model_dump(mode="json"), **gen.request_params()}
-    out_dir = r.hq_dir(variant)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _hq_out_dir(r, variant)
     meta = {row["id"]: row for row in rows}
 
     def build(row: Any) -> Any:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from ggt.config import ConfigError, normalize_category
 from ggt.execute.local import bounded_map
-from ggt.fsutil import sync_filesystem
+from ggt.fsutil import sweep_orphaned_temps, sync_filesystem
 from ggt.ingest.discover import Discovery, discover
 from ggt.ingest.neardup import PhashIndex
 from ggt.ingest.worker import SourceOutcome, process_source
@@ -55,6 +55,7 @@ def ingest(
         category = normalized
     with Run.create(run) as r:
         cfg = r.resolve_config(config, overrides).ingest
+        sweep_orphaned_temps(r.lq_dir)  # half-written copies of a killed ingest
         found = discover(sources, cfg.extensions, category)
         summary = IngestSummary(
             run=str(run), found=len(found.sources), ignored=found.ignored, notes=found.notes
