@@ -83,7 +83,9 @@ NOTES = """### How to read these numbers
   --render-only --cache A.json`, the same with `--first-seed 16 ... --cache B.json`, then
   `--parts extra alt --first-seed 12 --seeds 8 --render-only --cache C.json`, and
   `python -m ggt.analyze.fit --cache A.json B.json C.json` fits and writes `heuristic_model.json`
-  (rows are seeded per photo and seed, so the split into caches does not change them). A measure
+  (rows are seeded per photo and seed, so the split into caches does not change them). The
+  shipped model's caches were rendered before the sixth session's rain and snow density fix (see
+  there), so these commands now give its 592 rain and snow preset rows differently. A measure
   added after the caches were rendered (`fit.ADDED_MEASURES`, now `measures.rain_lines` and
   `measures.vignetting`) is added to
   them with `python -m ggt.analyze.fit --cache A.json B.json C.json --add-measures --render-only`:
@@ -118,11 +120,33 @@ NOTES = """### How to read these numbers
   stays clean.
 - **Where the goals stand (held-out photos, seeds 1000-1002).** Clean rate 0.964 (goal 0.9, met; 0.950
   without the non-pristine moon and text), top-1 accuracy 0.797 on simulator presets
-  (goal 0.85, not met; was 0.779 before the fifth session, 0.762 before the third), 0.890 on the
-  calibration renderers and 0.901 on this benchmark's `other` degraders (both unchanged);
+  (goal 0.85, not met; was 0.779 before the fifth session, 0.762 before the third; the sixth session's
+  simulator fix left it at 0.797), 0.890 on the calibration renderers and 0.901 on this benchmark's
+  `other` degraders (both unchanged);
   single-step Spearman 0.81-0.92 for the five keys (goal 0.8, met). Leave-photos-out CV on the 13
   training photos: clean 0.852 / degraded 0.808 for the shipped decision rule (was 0.852 / 0.806)
   (`classifier.cv` in the model file).
+- **Changes of 2026-11-30 (sixth session): the simulator's rain and snow scale with the photo.**
+  The fifth session found snow renders of `gravel` and `text` with no visible flake. The cause was
+  the simulator, not the analyzer: a rain or snow layer sized its drops in fractions of the short
+  side but counted them per pixel, so a photo with a 172 px short side got a ninth of the cover of a
+  512 px one (`text`: applied rain 0.006-0.018) and a 2048 px photo sixteen times as much (a white-out
+  on a user's full-size photos). Drops now scale with the area in short sides
+  (`weather.DENSITY_SHORT_SIDE`, 512: photos of that size render as before; tested at 160, 512 and
+  1280 px). This changed every rain and snow preset render whose short side is not 512, so the
+  benchmark's 96 such rows (8 x 2 presets x 3 seeds, all photos) were re-rendered, and the tables
+  above are the shipped model on them: held-out simulator top-1 0.797 as before (snow 17 -> 20 of 24,
+  rain 13 -> 10: the denser `text` rain and the sparser large-photo rain both read less as rain),
+  all-photo simulator 0.784 -> 0.799, own, other and clean unchanged (not simulator renders).
+  *The shipped model was not refitted.* The training caches' 592 rain and snow preset rows were
+  re-rendered the same way (seeded: exactly what a full render at this commit gives) and refitted:
+  CV clean 0.852 -> 0.866, degraded 0.808 -> 0.817, the rain gate 0.20 -> 0.25, and on the held-out
+  photos simulator top-1 0.802, own 0.884 and other 0.895 (one photo fewer each), clean 0.964, but
+  single-step blur Spearman 0.81 -> 0.77, under its 0.8 goal: the feature standardisation moved with
+  the new rows and the blur regressor's refit with it. A fit that trades a met goal for one sample is
+  not worth shipping, so the model stays the one fitted on the caches rendered before this change
+  (rendered by the commands below at commit f1b2520 or earlier; at this commit they give those
+  592 rows differently).
 - **Changes of 2026-11-30 (fifth session): lens fall-off next to fading, and gates that stay put.**
   Diagnosis on held-out failures (looked at, not tuned on): of the 8 simulator `old_photo` misses, 6
   had old_photo ranked first by the classifier and failed its evidence gate. They are black-and-white

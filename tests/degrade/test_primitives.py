@@ -272,6 +272,22 @@ def test_rain_and_snow_severity_monotone_and_veil_is_haze(chelsea: np.ndarray) -
     assert (b.image >= chelsea - 1e-6).all()
 
 
+@pytest.mark.parametrize(
+    ("kind", "layer"),
+    [("rain", {"density": 0.3, "length": 0.08, "width": 0.01}), ("snow", {"density": 0.5, "radius": 0.006})],
+)
+def test_rain_and_snow_cover_the_same_share_of_a_photo_at_any_resolution(kind: str, layer: dict) -> None:
+    # Drops are sized in fractions of the short side, so a small photo must not get sparse, faint rain
+    # and a large one a white-out (counted per pixel, 1280 px got 64 times the drops of 160 px). Rain stays
+    # within a factor of two: a streak's clipped core widens a little with its width in pixels.
+    prim = create_primitive(kind, layers=[layer], seed=3)
+    black = {short: np.zeros((short, short * 3 // 2, 3), np.float32) for short in (160, 512, 1280)}
+    cover = {short: prim.apply(img).severity[kind] for short, img in black.items()}
+    assert cover[160] > 0
+    for short in (512, 1280):
+        assert 0.5 < cover[short] / cover[160] < 2.0, cover
+
+
 # --- exposure, colour, old photo ---------------------------------------------------------------------
 
 

@@ -91,8 +91,9 @@ class Haze(Primitive):
 class RainLayer(BaseModel):
     """One depth layer of streaks: near layers are sparse, long, wide and soft; far ones dense and thin.
 
-    ``density`` is drops per 1000 pixels; ``length`` and ``width`` are fractions of the image's short
-    side, so a preset looks the same at any resolution.
+    ``density`` is drops per 1000 pixels of a photo with a 512-pixel short side; ``length`` and
+    ``width`` are fractions of the short side. All three scale with the photo (`_sparse_points`), so a
+    preset looks the same at any resolution.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -104,8 +105,16 @@ class RainLayer(BaseModel):
     opacity: float = Field(default=0.6, gt=0.0, le=1.0)
 
 
+# The short side at which a layer's density is counted per pixel.
+DENSITY_SHORT_SIDE = 512
+
+
 def _sparse_points(h: int, w: int, per_kpx: float, rng: np.random.Generator) -> np.ndarray:
-    n = int(rng.poisson(per_kpx * h * w / 1000.0))
+    # Drops and flakes are sized in fractions of the short side, so their number must follow the area in
+    # short sides, not in pixels: counted per pixel, a 172-pixel-high photo got a ninth of the cover of a
+    # 512-pixel one (streaks a pixel wide, barely visible) and a 2048-pixel one sixteen times as much.
+    scale = (DENSITY_SHORT_SIDE / min(h, w)) ** 2
+    n = int(rng.poisson(per_kpx * h * w / 1000.0 * scale))
     canvas = np.zeros((h, w), np.float32)
     ys = rng.integers(0, h, n)
     xs = rng.integers(0, w, n)
@@ -170,7 +179,8 @@ class Rain(Primitive):
 
 
 class SnowLayer(BaseModel):
-    """Flakes of one size: ``density`` per 1000 px, ``radius`` and blur as fractions of the short side.
+    """Flakes of one size: ``density`` per 1000 px at a 512-px short side (`RainLayer`), ``radius`` and
+    blur as fractions of the short side.
 
     Near flakes are large, few and out of focus (``blur``); ``fall`` adds motion along ``angle_deg``.
     """
