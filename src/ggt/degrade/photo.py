@@ -294,7 +294,8 @@ class Creases(Primitive):
             )
             crack = np.exp(-((d / np.float32(width)) ** 2)) * gaps * np.float32(self.strength)
             falloff = np.float32(0.02 * min(h, w))
-            shade = np.where(d > 0, np.exp(-d / falloff), 0.0).astype(np.float32) * np.float32(
+            # The fold's shadow falls on one side; exp of the clamped distance does not overflow on the other.
+            shade = np.where(d > 0, np.exp(-np.maximum(d, 0) / falloff), 0.0).astype(np.float32) * np.float32(
                 0.25 * self.strength
             )
             out = out * (1.0 - shade[..., None])
