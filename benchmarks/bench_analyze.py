@@ -277,7 +277,10 @@ NOTES = """### How to read these numbers
   first for 59 % of the simulator's rain renders but also for 261 of 1577 clean ones. The
   faint-line measure of the third session lifted CV rain to 0.51 and held-out simulator rain to 13
   of 24; the remaining misses are mostly ranked below social_media or haze by the classifier. After
-  the fifth session, fixing rain entirely would give 0.860 (11 of the 35 misses). `realesrgan` has no
+  the fifth session, fixing rain entirely would give 0.860 (11 of the 35 misses). After the sixth
+  (rain and snow scaled with the photo), 0.878: rain is 14 of the 35 misses, and 5 of them are
+  ranked rain but fail its gate on plainly visible streaks (wide ones on the 1411 px `retina`, whose
+  coherence is 0.985 at an energy of 5 per 1000 px; thin ones over `gravel` texture). `realesrgan` has no
   category. A q 23 JPEG shrunk to 140 px is still scored clean (xfail in
   tests/analyze/test_heuristic.py): the quantisation-table estimate needs 3 agreeing DCT steps and
   finds 2 on 17x17 blocks. A synthetic star field (99.8 % black) reads low_light 0.3 (the learned
