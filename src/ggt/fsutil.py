@@ -20,6 +20,11 @@ def _writer_tag() -> str:
     return f"{_HOST}-{os.getpid()}"  # read per call: a forked worker has its own pid
 
 
+def mkstemp_for(target: Path) -> tuple[int, str]:
+    """An open temporary file beside `target`, named for `target` and its writer (`sweep_orphaned_temps`)."""
+    return tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{_writer_tag()}.", suffix=".tmp")
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
     """Write bytes so that `path` is either absent or complete, even across a crash or kill -9.
 
@@ -28,7 +33,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = 
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{_writer_tag()}.", suffix=".tmp")
+    fd, tmp = mkstemp_for(target)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

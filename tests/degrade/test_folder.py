@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fixtures.procs import die_mid_write
 from ggt.degrade import apply_preset, degrade_folder
 from ggt.degrade.folder import image_seed
 from ggt.imaging import read_image
@@ -85,6 +86,16 @@ def test_skip_existing_reuses_finished_images(folder: Path, tmp_path: Path) -> N
     assert (out / "labels.jsonl").read_text() == labels
     third = degrade_folder("haze", folder, out, seed=2, skip_existing=True)  # another seed redoes all
     assert (third.written, third.reused) == (first.written, 0)
+
+
+def test_a_rerun_removes_what_a_killed_run_left_half_written(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    degrade_folder("rain", folder, out, seed=1)
+    die_mid_write(out / "b_chelsea.png")  # killed between an image's write and its rename
+    die_mid_write(out / "labels.jsonl")  # and between the labels' write and theirs
+    assert len(list(out.glob(".*"))) == 2
+    again = degrade_folder("rain", folder, out, seed=1, skip_existing=True)
+    assert again.reused == 3 and not list(out.glob(".*"))
 
 
 def test_stem_collisions_and_bad_arguments(folder: Path, tmp_path: Path, photos: list[np.ndarray]) -> None:

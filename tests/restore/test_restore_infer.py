@@ -13,6 +13,7 @@ pytest.importorskip("spandrel")
 
 from typer.testing import CliRunner  # noqa: E402
 
+from fixtures.procs import die_mid_write  # noqa: E402
 from ggt.cli import app  # noqa: E402
 from ggt.imaging import encode_image, read_image  # noqa: E402
 from ggt.photos import load_photo  # noqa: E402
@@ -165,8 +166,10 @@ def test_restore_folder_skips_done_outputs_and_fails_only_corrupt_files(tmp_path
     assert got.shape == (70, 90, 3) and np.abs(got - expect).max() <= 1 / 255 + 1e-6
     assert (out / "b.png").exists()
 
+    die_mid_write(out / "rain" / "c.png")  # a restore killed between an output's write and its rename
     again = restore(ckpt, src, out, tile=48, overlap=16, device="cpu")
     assert again.written == 0 and again.already_done == 2 and len(again.failed) == 1
+    assert not [p for p in out.rglob(".*")]
 
 
 def test_restore_cli_one_file_and_exit_codes(tmp_path):

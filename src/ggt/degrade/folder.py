@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ggt.degrade.presets import apply_preset, get_preset
+from ggt.fsutil import mkstemp_for, sweep_orphaned_temps
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -110,7 +110,8 @@ def degrade_folder(
     )
     start = time.perf_counter()
     taken: dict[str, str] = {}
-    fd, tmp_name = tempfile.mkstemp(dir=dst, prefix=f".{LABELS_FILE}.", suffix=".tmp")
+    sweep_orphaned_temps(dst)  # what a killed run left half-written
+    fd, tmp_name = mkstemp_for(labels_path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             for path in _list_images(src):

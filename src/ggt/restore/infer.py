@@ -349,12 +349,14 @@ def restore(
     Resumable: an output that exists is skipped (unless `overwrite`). A file that cannot be decoded or
     restored fails alone, with its reason; the rest go on.
     """
-    from ggt.fsutil import write_bytes_atomic
+    from ggt.fsutil import sweep_orphaned_temps, write_bytes_atomic
     from ggt.imaging import ImageDecodeError, decode_image, encode_image, to_float
 
     inputs, out = Path(inputs), Path(out_dir)
     dev = resolve_device(device)
     jobs = _plan(inputs, out)
+    for folder in {dst.parent for _, dst in jobs}:
+        sweep_orphaned_temps(folder)  # half-written outputs of a killed run
     r = load_restorer(model, dev)
     if r.module is not None:
         r.module.to(dev).eval()
