@@ -2,19 +2,10 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
+from fixtures.procs import stuck_writer
 from ggt.fsutil import link_or_write_atomic, sweep_orphaned_temps, write_bytes_atomic
-
-# A writer that stops for good between writing its temporary file and renaming it.
-_STUCK_WRITER = """
-import os, sys, time
-os.replace = lambda *a: time.sleep(3600)
-from ggt.fsutil import write_bytes_atomic
-write_bytes_atomic(sys.argv[1], b"x" * 1000, fsync=False)
-"""
 
 
 def test_link_when_the_source_holds_the_bytes_else_write(tmp_path):
@@ -47,7 +38,7 @@ def test_sweep_removes_a_killed_writers_temp_file_and_spares_a_live_one(tmp_path
     (out / ".hidden").write_bytes(b"not ours")
     foreign = out / ".a.png.0123abcd-1.k3j2h1g0.tmp"  # a writer on another host of a shared disk
     foreign.write_bytes(b"in progress elsewhere")
-    proc = subprocess.Popen([sys.executable, "-c", _STUCK_WRITER, str(out / "a.png")])
+    proc = stuck_writer(out / "a.png")
     try:
         deadline = time.time() + 30
         while time.time() < deadline and not list(out.glob(".a.png.*.tmp"))[1:]:
