@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fixtures.lens import cos4_falloff
 from ggt.analyze import measures as M
 from ggt.analyze import model as AM
 from ggt.analyze.heuristic import HeuristicAnalyzer, severities
@@ -102,13 +103,9 @@ def test_lens_falloff_next_to_fading_is_old_photo_evidence() -> None:
 
     img = load_photo("camera").astype(np.float32) / 255
     img = cv2.resize(img, (320, 320 * img.shape[0] // img.shape[1]), interpolation=cv2.INTER_AREA)
-    grey = img.mean(axis=2, keepdims=True)
-    h, w = grey.shape[:2]
-    yy, xx = np.mgrid[:h, :w].astype(np.float64)
-    rho = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2)) / np.sqrt(2)
-    gain = 0.3 + 0.7 * np.cos(np.arctan(1.2 * rho)) ** 4
-    flat = np.repeat(0.3 + 0.3 * grey, 3, axis=2).astype(np.float32)
-    print_ = np.repeat(0.3 + 0.3 * grey * gain[..., None], 3, axis=2).astype(np.float32)
+    grey = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
+    flat = (0.3 + 0.3 * grey).astype(np.float32)
+    print_ = (0.3 + 0.3 * cos4_falloff(grey, 0.7)).astype(np.float32)
     sev = severities(M.compute_measures(flat))
     assert sev["fading"] > 0.5 and AM.evidence(sev, "old_photo") < AM.FADING_COMPANION
     sev = severities(M.compute_measures(print_))

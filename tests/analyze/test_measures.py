@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from fixtures.lens import cos4_falloff
 from ggt.analyze import calibration as C
 from ggt.analyze import measures as M
 
@@ -239,21 +240,11 @@ def test_rain_lines_keep_rain_streaks_unchanged(astronaut: np.ndarray) -> None:
     assert M.rain_lines(astronaut) == {k: m[k] for k in ("rain_line_excess", "rain_line_coherence")}
 
 
-def _cos4_falloff(img: np.ndarray, strength: float) -> np.ndarray:
-    # An independent vignette: the natural cos^4 law of a lens, on a normalised field angle, mixed with
-    # no fall-off by (1 - strength); not the simulator's ramp.
-    h, w = img.shape[:2]
-    y, x = np.mgrid[:h, :w].astype(np.float64)
-    rho = np.hypot((y - h / 2) / (h / 2), (x - w / 2) / (w / 2)) / math.sqrt(2)  # 1 at the corners
-    gain = (1 - strength) + strength * np.cos(np.arctan(1.2 * rho)) ** 4
-    return (img * gain[..., None]).astype(np.float32)
-
-
 @pytest.mark.parametrize("name", ["coffee", "chelsea", "astronaut"])
 def test_vignetting_tracks_corner_falloff(photo_crop, name: str) -> None:  # type: ignore[no-untyped-def]
     img = photo_crop(name, 384)
     # Content-limited: the brightest corner of the scene must darken below its band before it reads.
-    reads = [M.vignetting(_cos4_falloff(img, s))["vignette_falloff"] for s in (0.0, 0.5, 0.8, 1.0)]
+    reads = [M.vignetting(cos4_falloff(img, s))["vignette_falloff"] for s in (0.0, 0.5, 0.8, 1.0)]
     assert _increasing(reads, strict=False), reads
     assert reads[-1] > reads[0] + 0.15, reads
 
