@@ -36,6 +36,22 @@ def test_degrade_verb_writes_images_and_labels_and_reports_bad_files(tmp_path):
     assert res.exit_code == 2 and "valid presets" in res.stderr
 
 
+def test_degrade_verb_skips_finished_images_and_names_ignored_files(tmp_path):
+    src = tmp_path / "clean"
+    src.mkdir()
+    for name in ("a", "b"):
+        (src / f"{name}.png").write_bytes(bf.save(bf.photo("coffee"), "PNG"))
+    (src / "notes.txt").write_text("not a photo")
+    args = ["degrade", "--preset", "rain", "--in", str(src), "--out", str(tmp_path / "o"), "--seed", "4"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "1 other files ignored" in first.stdout, first.output
+    (tmp_path / "o" / "b.png").unlink()  # as if the first run had been killed before b
+    again = json.loads(runner.invoke(app, [*args, "--skip-existing", "--json"]).stdout)
+    assert (again["written"], again["reused"], again["ignored"]) == (1, 1, 1)
+    redo = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert (redo["written"], redo["reused"]) == (2, 0)
+
+
 def test_status_of_a_missing_run_is_a_usage_error(tmp_path):
     res = runner.invoke(app, ["status", "--run", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "not a ggt run" in res.stderr

@@ -461,13 +461,20 @@ def degrade(
     in_dir: Annotated[Path, typer.Option("--in", help="folder of clean photos")],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for degraded PNGs and labels.jsonl")],
     seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="keep the images an earlier run (same preset and seed) finished in --out, e.g. after a crash",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Synthesise a category's degradations on clean photos; labels record exactly what was applied."""
     from ggt.degrade import degrade_folder
 
     with _errors():
-        summary = degrade_folder(preset, in_dir, out_dir, seed=seed)
+        summary = degrade_folder(preset, in_dir, out_dir, seed=seed, skip_existing=skip_existing)
     if as_json:
         _print_json(summary.model_dump(mode="json"))
     else:
@@ -475,6 +482,8 @@ def degrade(
             f"{preset}: wrote {summary.written} images ({summary.reused} reused) to {summary.out_dir} "
             f"in {summary.seconds:.1f} s; labels in {summary.labels_path}"
         )
+        if summary.ignored:
+            out.print(f"{summary.ignored} other files ignored (not an image suffix)")
         for f in summary.failed:
             err.print(f"[red]failed[/] {f.file}: {f.error}", highlight=False)
     raise typer.Exit(1 if summary.failed else 0)

@@ -37,7 +37,7 @@ def folder(tmp_path: Path, photos: list[np.ndarray]) -> Path:
 def test_degrade_folder_writes_images_and_labels(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     summary = degrade_folder("old_photo", folder, out, seed=3)
-    assert summary.written == 3
+    assert summary.written == 3 and summary.ignored == 1  # notes.txt
     assert [f.file for f in summary.failed] == ["d_broken.jpg"]
     assert summary.failed[0].error  # the reason is kept
     assert sorted(p.name for p in out.iterdir()) == [
@@ -58,6 +58,20 @@ def test_degrade_folder_writes_images_and_labels(folder: Path, tmp_path: Path) -
         assert np.array_equal((again.image * 255 + 0.5).astype(np.uint8), _read(out / rec["file"]))
         assert again.severity == rec["severity"]
     json.dumps(summary.model_dump())
+
+
+def test_degrade_takes_every_suffix_ingest_takes(tmp_path: Path, photos: list[np.ndarray]) -> None:
+    # A GIF or a .jfif JPEG that `ingest` accepts must not be skipped here without a word.
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = (photos[0] * 255 + 0.5).astype(np.uint8)
+    Image.fromarray(rgb).convert("P").save(src / "palette.gif")
+    Image.fromarray(rgb).save(src / "camera.jfif", format="JPEG")
+    summary = degrade_folder("haze", src, tmp_path / "out", seed=0)
+    assert (summary.written, summary.ignored, summary.failed) == (2, 0, [])
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["camera.png", "palette.png"]
 
 
 def test_results_do_not_depend_on_the_other_files(folder: Path, tmp_path: Path) -> None:

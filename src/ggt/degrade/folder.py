@@ -11,12 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ggt.config import IMAGE_EXTENSIONS
 from ggt.degrade.presets import apply_preset, get_preset
 from ggt.fsutil import mkstemp_for, sweep_orphaned_temps
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-)
+IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)  # what `ingest` takes, so one folder serves both
 LABELS_FILE = "labels.jsonl"
 
 
@@ -39,6 +38,7 @@ class DegradeSummary(BaseModel):
     labels_path: str
     written: int = 0
     reused: int = 0
+    ignored: int = 0  # files in the folder without an image suffix (IMAGE_SUFFIXES)
     failed: list[FailedItem] = Field(default_factory=list)
     seconds: float = 0.0
 
@@ -49,15 +49,13 @@ def image_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
 
-def _list_images(in_dir: Path) -> list[Path]:
-    return sorted(
-        (
-            p
-            for p in in_dir.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-        ),
-        key=lambda p: p.name,
+def _list_images(in_dir: Path) -> tuple[list[Path], int]:
+    """The folder's image files by name, and how many other (non-hidden) files it holds."""
+    files = sorted(
+        (p for p in in_dir.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name
     )
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    return images, len(files) - len(images)
 
 
 def _previous_labels(path: Path) -> dict[str, dict[str, Any]]:
@@ -111,10 +109,11 @@ def degrade_folder(
     start = time.perf_counter()
     taken: dict[str, str] = {}
     sweep_orphaned_temps(dst)  # what a killed run left half-written
+    images, summary.ignored = _list_images(src)
     fd, tmp_name = mkstemp_for(labels_path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for path in _list_images(src):
+            for path in images:
                 out_name = f"{path.stem}.png"
                 if out_name in taken:
                     summary.failed.append(

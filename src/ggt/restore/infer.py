@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from ggt.config import IMAGE_EXTENSIONS
 from ggt.progress import ProgressFn
 
 if TYPE_CHECKING:
     import torch
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-)
+IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)
 IDENTITY = "identity"
 
 
