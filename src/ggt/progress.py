@@ -49,12 +49,14 @@ def progress_bar(label: str, console: Console, enabled: bool = True) -> Iterator
         TextColumn("{task.fields[spent]}", style="bold green"),
     )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(label, total=None, spent="")
+        # Shown from the first update: a command refused before any work (a config error) leaves no
+        # empty "0/?" bar above its error message.
+        task = bar.add_task(label, total=None, spent="", visible=False)
 
         def update(done: int, total: int, spent_usd: float | None = None, status: str | None = None) -> None:
             fields: dict[str, Any] = {} if spent_usd is None else {"spent": f"${spent_usd:,.2f}"}
             if status is not None:  # e.g. batch mode's "batch 1/3 batches/x: JOB_STATE_RUNNING"
                 fields["description"] = f"{label} · {status}"
-            bar.update(task, completed=done, total=total, **fields)
+            bar.update(task, completed=done, total=total, visible=True, **fields)
 
         yield update
