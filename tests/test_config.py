@@ -30,6 +30,23 @@ def test_mistyped_value_names_the_key(tmp_path):
         load_config(path)
 
 
+def test_backend_options_are_checked_by_the_chosen_backend_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"key 'analyze\.vlm_options\.model': Field required"):
+        load_config(overrides=["analyze.vlm=gemini"])
+    with pytest.raises(ConfigError, match=r"unknown key 'qc\.judge_options\.temprature'"):
+        load_config(
+            overrides=["qc.judge=openai", "qc.judge_options.model=m", "qc.judge_options.temprature=0"]
+        )
+    with pytest.raises(ConfigError, match=r"key 'synth\.options\.strength'"):
+        load_config(overrides=["synth.options.strength=lots"])
+    with pytest.raises(ConfigError, match=r"key 'analyze\.vlm_options\.base_url': Field required"):
+        load_config(overrides=["analyze.vlm=openai-compatible", "analyze.vlm_options.model=qwen2.5-vl"])
+    # A valid set passes; an API generator's model is `synth.model`, which `ggt synth` asks for itself.
+    served = ["analyze.vlm_options.model=qwen2.5-vl", "analyze.vlm_options.base_url=http://127.0.0.1:8000/v1"]
+    cfg = load_config(overrides=["analyze.vlm=openai-compatible", *served, "synth.generator=gemini"])
+    assert cfg.analyze.vlm_options["model"] == "qwen2.5-vl"
+
+
 def test_bad_yaml_and_wrong_top_level(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("ingest: [unclosed\n")

@@ -237,11 +237,12 @@ class GGTConfig(Section):
     execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem, each naming the file (or other source) and the dotted key."""
+def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem, each naming the file (or other source) and the dotted key (under `prefix`,
+    for a model validated on its own, such as a backend's options)."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        key = ".".join([*([prefix] if prefix else []), *(str(p) for p in err["loc"])]) or "(root)"
         if err["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{key}'")
         else:
@@ -297,10 +298,15 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
 
 
 def validate_config(data: dict[str, Any], source: str) -> GGTConfig:
+    """The typed config, its chosen backends' options included (`backend_options`), or a `ConfigError`."""
     try:
-        return GGTConfig.model_validate(data)
+        cfg = GGTConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+    from ggt.backend_options import check_backend_options  # imports the backend registries
+
+    check_backend_options(cfg, source)
+    return cfg
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> GGTConfig:

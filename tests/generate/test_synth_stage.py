@@ -61,6 +61,21 @@ def test_classical_synth_writes_hq_at_lq_size_and_resumes(tmp_path):
     assert again.planned == 0 and again.already_done == 3
 
 
+def test_a_mistyped_generator_option_fails_at_once_and_is_not_saved(tmp_path):
+    # Before: every item failed on its own with the option's validation error, and the run's
+    # config.yaml kept the typo for every later command.
+    run = _analysed_run(tmp_path, n=2)
+    saved = (run / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"unknown key 'synth\.options\.strenth'"):
+        synth(run, overrides=["synth.options.strenth=0.5"])
+    assert (run / "config.yaml").read_text() == saved
+    with Run.open(run) as r:
+        assert r.store.scalar("SELECT COUNT(*) FROM stage_results WHERE stage = 'synth'") == 0
+    assert synth(run, overrides=["synth.options.strength=0.5"]).done == 2
+    with pytest.raises(ConfigError, match=r"unknown key 'synth\.options\.qualty'"):
+        synth(run, generator="openai", model="gpt-image-1", overrides=["synth.options.qualty=high"])
+
+
 def test_unanalysed_items_are_left_out_with_a_note(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -206,13 +206,14 @@ def _find_reference(references: Path | None, source_name: str) -> Path | None:
     return None
 
 
-def _overrides_for(generator: str, overrides: list[str] | None) -> list[str]:
-    """The overrides one generator gets: `synth.options.*` only reaches API generators, since one bench
-    mixes backends and the local ones reject unknown options (e.g. an API `base_url`)."""
-    from ggt.generate import GENERATORS
+def _overrides_for(generator: str | None, overrides: list[str] | None) -> list[str]:
+    """The overrides one stage gets: `synth.options.*` only reaches the API generators' synth, since one
+    bench mixes backends and the local ones reject unknown options (e.g. an API `base_url`); the other
+    stages (`generator` None) would check them against whichever generator the run last saved."""
+    from ggt.generate import API_GENERATORS
 
     extra = list(overrides or [])
-    if generator in GENERATORS:
+    if generator not in API_GENERATORS:
         extra = [o for o in extra if not o.strip().startswith("synth.options.")]
     return extra
 
@@ -269,6 +270,7 @@ def bench_generators(
     if len(set(variants)) != len(variants):
         raise ConfigError("the same generator is named twice")
     modes = _modes(prompting)
+    common = _overrides_for(None, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if judge in VLM_JUDGES and not judge_model:
@@ -276,7 +278,7 @@ def bench_generators(
         from ggt.config import resolve_run_config
 
         saved = out / "runs" / modes[0] / "config.yaml"
-        judge_model = resolve_run_config(saved, None, overrides).qc.judge_options.get("model")
+        judge_model = resolve_run_config(saved, None, common).qc.judge_options.get("model")
         if not judge_model:
             raise ConfigError(f"--judge {judge} needs a model: --judge-model NAME")
     summary = BenchSummary(out=str(out), judge=judge, judge_model=judge_model, dry_run=dry_run)
@@ -288,8 +290,8 @@ def bench_generators(
     for mode in modes:
         run = out / "runs" / mode
         summary.runs[mode] = str(run)
-        ingest([Path(images)], run, overrides=overrides)
-        analyze(run, overrides=[*(overrides or []), f"analyze.prompting={mode}"])
+        ingest([Path(images)], run, overrides=common)
+        analyze(run, overrides=[*common, f"analyze.prompting={mode}"])
         for (name, model), variant in zip(specs, variants, strict=True):
             base, lora = split_lora(model)
             s = synth(run, generator=name, model=base, lora=lora, budget=budget, dry_run=dry_run,
@@ -367,7 +369,7 @@ def bench_generators(
 
         judged, summary.judge_summary = judge_pairs(
             out, judge, judge_model, names, items, ids, hq_paths, [Path(p) for p in summary.runs.values()],
-            overrides, progress,
+            common, progress,
         )  # fmt: skip
         js = summary.judge_summary
         if js.failed or js.pending:

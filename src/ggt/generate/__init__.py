@@ -51,13 +51,18 @@ def create_generator(type: str, **kwargs: Any) -> Any:
     return cls(cls.Options(**kwargs))
 
 
-def create_api_generator(type: str, **kwargs: Any) -> Any:
-    """An API generator by registry name (``APIGenerator``), options validated from ``kwargs``."""
+def api_generator_class(type: str) -> Any:
+    """The ``APIGenerator`` subclass registered as ``type`` (its module imported on first use)."""
     try:
         module, _, attr = API_GENERATORS[type].partition(":")
     except KeyError:
         raise _unknown(type) from None
-    return getattr(import_module(module), attr).create(**kwargs)
+    return getattr(import_module(module), attr)
+
+
+def create_api_generator(type: str, **kwargs: Any) -> Any:
+    """An API generator by registry name (``APIGenerator``), options validated from ``kwargs``."""
+    return api_generator_class(type).create(**kwargs)
 
 
 __all__ = [
