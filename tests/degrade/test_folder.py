@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -100,6 +101,11 @@ def test_skip_existing_reuses_finished_images(folder: Path, tmp_path: Path) -> N
     assert (out / "labels.jsonl").read_text() == labels
     third = degrade_folder("haze", folder, out, seed=2, skip_existing=True)  # another seed redoes all
     assert (third.written, third.reused) == (first.written, 0)
+    # A photo replaced under the same name since is degraded again, the others kept.
+    done = (out / "a_astronaut.png").stat().st_mtime_ns
+    os.utime(folder / "c_coffee.png", ns=(done + 10**9, done + 10**9))
+    fourth = degrade_folder("haze", folder, out, seed=2, skip_existing=True)
+    assert (fourth.written, fourth.reused) == (1, 2)
 
 
 def test_a_rerun_removes_what_a_killed_run_left_half_written(folder: Path, tmp_path: Path) -> None:

@@ -58,6 +58,15 @@ def _list_images(in_dir: Path) -> tuple[list[Path], int]:
     return images, len(files) - len(images)
 
 
+def _newer(output: Path, source: Path) -> bool:
+    """Whether `output` exists and was written after `source` last changed (as make decides): a photo
+    replaced under the same name since the earlier run is degraded again."""
+    try:
+        return output.stat().st_mtime_ns >= source.stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+
+
 def _previous_labels(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         return {}
@@ -88,7 +97,8 @@ def degrade_folder(
     Each image's seed derives from (``seed``, file name). An unreadable file, or two inputs with the
     same stem, is recorded in ``failed`` and the run goes on. Files are written atomically; one image is
     in memory at a time. With ``skip_existing``, images whose PNG and label line exist from an earlier
-    run with the same preset and seed are kept, not redone.
+    run with the same preset and seed, the PNG written after the source last changed, are kept, not
+    redone.
     """
     from ggt.imaging import read_image, write_image
 
@@ -129,7 +139,7 @@ def degrade_folder(
                     old is not None
                     and old.get("preset") == preset
                     and old.get("seed") == item_seed
-                    and (dst / out_name).is_file()
+                    and _newer(dst / out_name, path)
                 ):
                     out.write(json.dumps(old, separators=(",", ":")) + "\n")
                     summary.reused += 1
