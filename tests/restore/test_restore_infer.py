@@ -18,7 +18,14 @@ from ggt.cli import app  # noqa: E402
 from ggt.imaging import encode_image, read_image  # noqa: E402
 from ggt.photos import load_photo  # noqa: E402
 from ggt.restore.arch import ArchConfig, build_arch  # noqa: E402
-from ggt.restore.infer import Restorer, axis_windows, restore, restore_image, tile_spans  # noqa: E402
+from ggt.restore.infer import (  # noqa: E402
+    PROVENANCE_FILE,
+    Restorer,
+    axis_windows,
+    restore,
+    restore_image,
+    tile_spans,
+)
 
 NAFNET = {"type": "nafnet", "width": 8, "middle_blk_num": 1, "enc_blk_nums": [1, 1], "dec_blk_nums": [1, 1]}
 SWINIR = {
@@ -169,7 +176,38 @@ def test_restore_folder_skips_done_outputs_and_fails_only_corrupt_files(tmp_path
     die_mid_write(out / "rain" / "c.png")  # a restore killed between an output's write and its rename
     again = restore(ckpt, src, out, tile=48, overlap=16, device="cpu")
     assert again.written == 0 and again.already_done == 2 and len(again.failed) == 1
-    assert not [p for p in out.rglob(".*")]
+    assert [p.name for p in out.rglob(".*")] == [PROVENANCE_FILE]  # no half-written file left
+
+
+def test_an_output_folder_refuses_another_models_work_as_done(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(encode_image(load_photo("coffee")[:40, :56], "png"))
+    first, _ = _checkpoint(tmp_path)
+    out = tmp_path / "out"
+    assert restore(first, src, out, tile=None, device="cpu").written == 1
+    # The same weights elsewhere are the same model: its outputs count as done.
+    copy = tmp_path / "copy" / "same.safetensors"
+    copy.parent.mkdir()
+    copy.write_bytes(first.read_bytes())
+    assert restore(copy, src, out, tile=None, device="cpu").already_done == 1
+    # Other weights are not: refused before loading, unless asked to redo.
+    torch.manual_seed(1)
+    other = tmp_path / "other.safetensors"
+    from ggt.restore.checkpoint import save_weights
+
+    save_weights(other, _net(NAFNET, seed=1).state_dict(), ArchConfig.model_validate(NAFNET), 7, ema=False)
+    before = (out / "a.png").read_bytes()
+    with pytest.raises(ValueError, match="another model"):
+        restore(other, src, out, tile=None, device="cpu")
+    res = CliRunner().invoke(app, ["restore", str(src), str(out), "--model", str(other), "--device", "cpu"])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert (out / "a.png").read_bytes() == before
+    redo = restore(other, src, out, tile=None, device="cpu", overwrite=True)
+    assert redo.written == 1 and (out / "a.png").read_bytes() != before
+    assert restore(other, src, out, tile=None, device="cpu").already_done == 1  # now its folder
+    with pytest.raises(ValueError, match="another model"):
+        restore("identity", src, out, device="cpu")
 
 
 def test_restore_cli_one_file_and_exit_codes(tmp_path):

@@ -12,7 +12,9 @@ size; the output is accumulated on the host.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
 import os
 import time
@@ -331,6 +333,53 @@ def _plan(inputs: Path, out: Path) -> list[tuple[Path, Path]]:
     return [(p, (out / p.relative_to(inputs)).with_suffix(".png")) for p in list_images(inputs, exclude=out)]
 
 
+# In an output folder: which model made its images, so that a rerun with another model does not count
+# the first model's outputs as its own work done.
+PROVENANCE_FILE = ".ggt-restore.json"
+
+
+def model_fingerprint(model: str | os.PathLike[str] | Any) -> str | None:
+    """What identifies a model's outputs: `identity` and `generator:...` specs as they are, a checkpoint
+    file or folder by the SHA-256 of its contents (so a copy elsewhere is the same model, a retrained one
+    is not); None for a model object passed from Python."""
+    if isinstance(model, str) and (model == IDENTITY or model.startswith(GENERATOR_PREFIX)):
+        return model
+    if not isinstance(model, str | os.PathLike) or not Path(model).exists():
+        return None
+    path = Path(model)
+    digest = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]:
+        if path.is_dir():  # a folder's files by their place in it; a file's name is not its content
+            digest.update(f"{p.relative_to(path)}\0".encode())
+        with p.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _claim_folder(out: Path, fingerprint: str, model: str, overwrite: bool, has_outputs: bool) -> None:
+    """Record `fingerprint` as the maker of `out`'s images, or refuse a folder another model made."""
+    path = out / PROVENANCE_FILE
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if isinstance(old, dict) and old.get("fingerprint") == fingerprint:
+        return
+    if isinstance(old, dict) and not overwrite:
+        raise ValueError(
+            f"{out} holds the outputs of another model ({old.get('model')}); "
+            "pass --overwrite to redo them with this one, or choose another folder"
+        )
+    if has_outputs and not overwrite:
+        return  # made before provenance was recorded: resumed as before, and not claimed
+    from ggt.fsutil import write_bytes_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"model": str(model), "fingerprint": fingerprint}
+    write_bytes_atomic(path, json.dumps(record, indent=2).encode())
+
+
 def restore(
     model: str | os.PathLike[str] | Any,
     inputs: str | os.PathLike[str],
@@ -345,8 +394,9 @@ def restore(
 ) -> RestoreSummary:
     """Restore one image or every image under a folder into PNGs (same relative paths, `.png`).
 
-    Resumable: an output that exists is skipped (unless `overwrite`). A file that cannot be decoded or
-    restored fails alone, with its reason; the rest go on.
+    Resumable: an output that exists is skipped (unless `overwrite`). An output folder records which
+    model made it (`PROVENANCE_FILE`), and another model is refused there unless `overwrite`. A file
+    that cannot be decoded or restored fails alone, with its reason; the rest go on.
     """
     from ggt.fsutil import sweep_orphaned_temps, write_bytes_atomic
     from ggt.imaging import ImageDecodeError, decode_image, encode_image, to_float
@@ -356,6 +406,9 @@ def restore(
     jobs = _plan(inputs, out)
     for folder in {dst.parent for _, dst in jobs}:
         sweep_orphaned_temps(folder)  # half-written outputs of a killed run
+    fingerprint = model_fingerprint(model)
+    if fingerprint is not None and inputs.is_dir():  # before the model is loaded: a refusal is quick
+        _claim_folder(out, fingerprint, model, overwrite, any(dst.exists() for _, dst in jobs))
     r = load_restorer(model, dev)
     if r.module is not None:
         r.module.to(dev).eval()
