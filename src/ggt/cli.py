@@ -324,7 +324,11 @@ def synth(
 def qc(
     run: RunOpt,
     policy: Annotated[
-        Path | None, typer.Option(help="YAML policy of named rules (default: the shipped one)")
+        Path | None,
+        typer.Option(
+            help="YAML policy of named rules, kept for the run's later qc (unset: the run's saved policy, "
+            "else the shipped one; `default`: the shipped one)"
+        ),
     ] = None,
     judge: Annotated[
         str | None,

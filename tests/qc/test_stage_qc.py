@@ -85,10 +85,19 @@ def test_second_run_with_another_policy_does_not_recompute(
                 " VALUES (?, 'classical', 'alice', 'keep', '[]', 0)",
                 (ids["chelsea"],),
             )
-    # The run remembers the last policy (config.yaml is provenance); name the default to go back.
-    default = default_policy_path()
-    assert qc(run, policy=default, overrides=["qc.report=false"]).decisions_appended == 2
-    assert qc(run, policy=default, overrides=["qc.report=false"], redo_decisions=True).decisions_appended == 1
+    # The run remembers the last policy (config.yaml is provenance), by its absolute path: a later qc
+    # from another folder still finds it.
+    monkeypatch.chdir(tmp_path)
+    assert qc(run, policy=Path("strict.yaml"), overrides=["qc.report=false"]).policy == str(strict)
+    monkeypatch.chdir(run)
+    assert qc(run, overrides=["qc.report=false"]).policy == str(strict)
+    # `default` goes back to the shipped policy.
+    again = qc(run, policy=Path("default"), overrides=["qc.report=false"])
+    assert again.decisions_appended == 2 and again.policy == str(default_policy_path())
+    assert (
+        qc(run, policy=Path("default"), overrides=["qc.report=false"], redo_decisions=True).decisions_appended
+        == 1
+    )
 
 
 def test_unknown_generator_and_bad_policy_key(base_run: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
@@ -130,7 +139,8 @@ def test_inspect_pairs(base_run: tuple[Path, dict[str, str]]) -> None:
     assert lines[0]["lq"] == str(lq[ids["astronaut"]]) and lines[0]["hq"] == str(good_hq)
     assert lines[0]["verdict"] in ("keep", "review") and isinstance(lines[0]["reasons"], list)
     assert "misalign.shift_px" in lines[0]["metrics"]
-    assert "error" in lines[1] and "verdict" not in lines[1]
+    assert "verdict" not in lines[1]
+    assert lines[1]["error"].startswith(f"hq {run / 'missing.png'}: unreadable")  # not blamed on the LQ
     json.dumps(lines)
     with pytest.raises(ConfigError, match="one HQ per LQ"):
         inspect_pairs([good_hq], [])

@@ -449,11 +449,15 @@ def qc(
 ) -> QCSummary:
     """Measure, judge and decide every generated pair; write RUN/reports/qc.html. Resumable.
 
-    `generator` picks one synth variant (default: every variant with synth results). Metrics and judge
+    `policy`: a policy file, kept in the run's config for later runs of the verb; `default`: back to the
+    shipped policy. `generator` picks one synth variant (default: every variant with synth results). Metrics and judge
     answers already stored are reused; the decision is re-made from the policy every time.
     """
     extra = [*(overrides or []), *([f"qc.judge={judge}"] if judge else [])]
-    extra += [f"qc.policy={policy}"] if policy else []
+    if policy is not None:
+        # Saved in the run's config for later verbs, so absolute: a relative path would name another
+        # file (or none) from another folder. `default` goes back to the shipped policy.
+        extra += ["qc.policy=null" if str(policy) == "default" else f"qc.policy={Path(policy).resolve()}"]
     with Run.open(run) as r:
         full = r.resolve_config(config, extra)
         cfg = full.qc
@@ -496,14 +500,17 @@ def _inspect_pair(
     index: int, lq_path: str, hq_path: str, names: list[str] | None
 ) -> tuple[int, dict[str, Any]]:
     line: dict[str, Any] = {"lq": lq_path, "hq": hq_path}
-    try:
-        lq, hq = read_image(lq_path), read_image(hq_path)
-    except ImageDecodeError as exc:
-        line["error"] = str(exc)
-        return index, line
-    except OSError as exc:
-        line["error"] = f"unreadable: {exc.strerror or exc}"
-        return index, line
+    images = []
+    for role, path in (("lq", lq_path), ("hq", hq_path)):
+        try:
+            images.append(read_image(path))
+        except ImageDecodeError as exc:  # the error names which of the two, since the line shows both
+            line["error"] = f"{role} {path}: {exc}"
+        except OSError as exc:
+            line["error"] = f"{role} {path}: unreadable: {exc.strerror or exc}"
+        if "error" in line:
+            return index, line
+    lq, hq = images
     try:
         from ggt.analyze.stage import heuristic_report
         from ggt.config import AnalyzeConfig
