@@ -59,6 +59,11 @@ def test_classical_synth_writes_hq_at_lq_size_and_resumes(tmp_path):
         assert any(op["operator"] == "dehaze" for op in result["operators"])
     again = synth(run)
     assert again.planned == 0 and again.already_done == 3
+    lost = run / json.loads(rows[0]["result"])["hq_path"]
+    lost.unlink()
+    redone = synth(run)
+    assert (redone.done, redone.already_done) == (1, 2) and lost.is_file()
+    assert f"1 HQ files recorded as done were missing (e.g. {lost.relative_to(run)})" in redone.notes[0]
 
 
 def test_a_mistyped_generator_option_fails_at_once_and_is_not_saved(tmp_path):
@@ -124,6 +129,16 @@ def test_gemini_synth_with_faults_ends_every_item_done_or_failed_and_never_pays_
     # The 4 failed items are asked again (a bad answer is never cached); the 8 done are not.
     assert (again.done, again.already_done, again.failed, again.calls, again.cache_hits) == (4, 8, 0, 4, 0)
     assert stub_server.count("gemini.generate") - calls_before == 4
+    # A done HQ deleted since is made again from the paid answer kept in the cache: no new call.
+    hq = next((run / "hq").rglob("*.png"))
+    hq.unlink()
+    spent = again.spent_usd + s.spent_usd
+    third = synth(run, generator="gemini", model="gemini-2.5-flash-image", overrides=overrides)
+    assert (third.done, third.already_done, third.calls, third.cache_hits) == (1, 11, 0, 1)
+    assert hq.is_file() and "missing" in third.notes[-1]
+    assert stub_server.count("gemini.generate") - calls_before == 4
+    with Run.open(run) as r:
+        assert r.store.scalar("SELECT SUM(usd) FROM costs WHERE stage='synth'") == pytest.approx(spent)
 
 
 def test_dry_run_estimates_and_budget_stops_launching(tmp_path, stub_server, monkeypatch):

@@ -163,6 +163,26 @@ def _pending(r: Run, variant: str) -> tuple[list[Any], int, int]:
     return rows, done, not_analysed
 
 
+def _forget_missing_hq(r: Run, variant: str) -> list[str]:
+    """Drop the done results whose HQ file is gone (deleted, or lost with a disk), so that they are
+    generated again; their attempts and costs stay. Returns the missing paths."""
+    lost: list[tuple[str, str]] = []
+    for row in r.store.query(
+        "SELECT item_id, result FROM stage_results WHERE stage = ? AND variant = ? AND status = 'done'",
+        (STAGE, variant),
+    ):
+        hq_rel = json.loads(row["result"] or "{}").get("hq_path") or f"hq/{variant}/{row['item_id']}.png"
+        if not (r.root / hq_rel).is_file():
+            lost.append((row["item_id"], hq_rel))
+    if lost:
+        with r.store.transaction() as conn:
+            conn.executemany(
+                "DELETE FROM stage_results WHERE item_id = ? AND stage = ? AND variant = ?",
+                [(item_id, STAGE, variant) for item_id, _ in lost],
+            )
+    return [path for _, path in lost]
+
+
 def synth(
     run: Path,
     generator: str | None = None,
@@ -200,6 +220,7 @@ def synth(
         cfg = _apply_local_model(r.resolve_config(config, extra).synth)
         local = cfg.generator in GENERATORS
         variant = local_variant(cfg) if local else variant_name(cfg.generator, cfg.model)
+        lost = [] if dry_run else _forget_missing_hq(r, variant)
         rows, done_before, not_analysed = _pending(r, variant)
         model_used = cfg.options.get("model") if local else cfg.model
         summary = SynthSummary(
@@ -209,6 +230,11 @@ def synth(
         if not_analysed:
             summary.notes.append(
                 f"{not_analysed} items are not analysed yet and were left out: run `ggt analyze`"
+            )
+        if lost:
+            summary.notes.append(
+                f"{len(lost)} HQ files recorded as done were missing (e.g. {lost[0]}) and are generated again"
+                " (an API generator's answer comes from the cache, unpaid)"
             )
         if cfg.generator not in GENERATORS and cfg.generator not in API_GENERATORS:
             raise ConfigError(
