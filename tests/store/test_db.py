@@ -39,6 +39,19 @@ def test_store_from_a_newer_ggt_is_refused(tmp_path):
         RunStore(path)
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_store_is_a_clear_error_not_a_traceback(tmp_path, damage):
+    path = tmp_path / "s.sqlite"
+    if damage == "garbage":
+        path.write_text("not a database at all, " * 200)
+    else:
+        with RunStore(path) as store:
+            _add_item(store, "ab" * 8)
+        path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(StoreError, match="not a usable run store"), RunStore(path) as store:
+        store.scalar("SELECT COUNT(*) FROM items")
+
+
 def _add_item(store: RunStore, item_id: str) -> None:
     with store.transaction() as conn:
         conn.execute(

@@ -45,13 +45,20 @@ class RunStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open run store {self.path}: {exc}") from None
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable against process crashes (kill -9) in WAL mode; only an OS crash can lose
-        # the very last transactions, and then files without rows are simply redone.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute(f"PRAGMA busy_timeout={int(self.BUSY_TIMEOUT_S * 1000)}")
-        self._migrate()
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable against process crashes (kill -9) in WAL mode; only an OS crash can lose
+            # the very last transactions, and then files without rows are simply redone.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute(f"PRAGMA busy_timeout={int(self.BUSY_TIMEOUT_S * 1000)}")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:  # sqlite opens any file lazily: garbage shows up here
+            self.conn.close()
+            raise StoreError(
+                f"{self.path} is not a usable run store ({exc}): the file is damaged or not ggt's; "
+                "restore it from a backup (the run's files and cache are untouched)"
+            ) from None
 
     def close(self) -> None:
         self.conn.close()
