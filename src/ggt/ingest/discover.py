@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ class Discovery:
     failures: list[DiscoveryFailure]
     ignored: int
     notes: list[str]
+    repeated: int = 0
+    """files reached more than once (a folder given twice, a link to a file already seen): kept once"""
 
 
 def discover(paths: list[Path], extensions: list[str], category: str | None = None) -> Discovery:
@@ -41,24 +45,50 @@ def discover(paths: list[Path], extensions: list[str], category: str | None = No
     out = Discovery(sources=[], failures=[], ignored=0, notes=[])
     seen_dirs: set[tuple[int, int]] = set()
     unknown_folders: set[str] = set()
+    # Keyed by the resolved path, so `in/photos in/photos`, `./in/photos` next to `in/photos`, or a link to
+    # a file also reached directly yield the file once: a second sighting would be recorded as a duplicate
+    # of the item the first one produced, that is of itself.
+    seen_files: set[str] = set()
+    seen_failures: set[str] = set()
+
+    def add_source(path: Path, cat: str) -> None:
+        key = os.path.realpath(path)
+        if key in seen_files:
+            out.repeated += 1
+            return
+        seen_files.add(key)
+        out.sources.append(Source(path, cat))
+
+    def add_failure(f: DiscoveryFailure) -> None:
+        key = os.path.abspath(f.path)  # not realpath: a loop has no real path
+        if key not in seen_failures:
+            seen_failures.add(key)
+            out.failures.append(f)
 
     for root in paths:
         root = Path(root)
         if not os.path.lexists(root):
-            out.failures.append(DiscoveryFailure(root, "not_found", "no such file or folder"))
+            add_failure(DiscoveryFailure(root, "not_found", "no such file or folder"))
             continue
-        if root.is_file():
-            out.sources.append(Source(root, category or "unknown"))
+        try:
+            st = os.stat(root)
+        except OSError as exc:
+            add_failure(_unfollowable(root, exc))
             continue
-        if not root.is_dir():
-            out.failures.append(
-                DiscoveryFailure(root, "broken_link", "a symlink whose target does not exist")
-            )
+        if stat.S_ISREG(st.st_mode):
+            add_source(root, category or "unknown")
             continue
-        for path, rel_parts in _walk(root, seen_dirs, out.failures):
+        if not stat.S_ISDIR(st.st_mode):
+            # A FIFO would block the worker that opens it, a socket cannot be read: neither is a photo.
+            add_failure(DiscoveryFailure(root, "unreadable", "not a regular file or folder"))
+            continue
+        photos_under_root, ignored_before = 0, out.ignored
+        walk_failures: list[DiscoveryFailure] = []
+        for path, rel_parts in _walk(root, seen_dirs, walk_failures):
             if path.suffix.lower() not in exts:
                 out.ignored += 1
                 continue
+            photos_under_root += 1
             cat = category
             if cat is None:
                 if len(rel_parts) > 1:
@@ -68,10 +98,30 @@ def discover(paths: list[Path], extensions: list[str], category: str | None = No
                         cat = "unknown"
                 else:
                     cat = "unknown"
-            out.sources.append(Source(path, cat))
+            add_source(path, cat)
+        for f in walk_failures:
+            add_failure(f)
+        if photos_under_root == 0:
+            skipped = out.ignored - ignored_before
+            why = f" ({skipped} other files skipped for their extension)" if skipped else ""
+            out.notes.append(f"no photos found under {root}{why}")
     for name in sorted(unknown_folders):
         out.notes.append(f"folder '{name}' is not a category name; its photos are 'unknown'")
+    if out.repeated:
+        out.notes.append(
+            f"{out.repeated} files were reached more than once (a folder given twice, or through links);"
+            " each is ingested once"
+        )
     return out
+
+
+def _unfollowable(path: Path, exc: OSError) -> DiscoveryFailure:
+    """Why a path that exists (as a name) cannot be followed to a file or folder."""
+    if exc.errno == errno.ELOOP:
+        return DiscoveryFailure(path, "symlink_loop", "symlink loop: the link leads back to itself")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return DiscoveryFailure(path, "broken_link", "a symlink whose target does not exist")
+    return DiscoveryFailure(path, "unreadable", f"cannot follow ({exc.strerror})")
 
 
 def _walk(
@@ -106,8 +156,7 @@ def _walk(
                 is_dir = entry.is_dir(follow_symlinks=True)
                 is_file = not is_dir and entry.is_file(follow_symlinks=True)
             except OSError as exc:
-                reason = "symlink_loop" if exc.errno == 40 else "unreadable"  # ELOOP: a link to itself
-                failures.append(DiscoveryFailure(path, reason, f"cannot follow ({exc.strerror})"))
+                failures.append(_unfollowable(path, exc))
                 continue
             if is_dir:
                 try:
