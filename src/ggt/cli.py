@@ -394,7 +394,7 @@ def export(
     as_json: JsonOpt = False,
 ) -> None:
     """The kept pairs as a training dataset, with metadata, dataset card and SHA-256 manifest."""
-    from ggt.dataset import ExportError
+    from ggt.dataset import ExportError, ExportUsageError
     from ggt.dataset import export as export_api
 
     with _errors(), _progress("export", enabled=not as_json) as progress:
@@ -402,7 +402,9 @@ def export(
             s = export_api(run, format, out_dir, generator=generator, split=split, seed=seed, include=include,  # type: ignore[arg-type]
                            resume=resume, overwrite=overwrite, shard_size=shard_size, config=config,
                            overrides=set_, progress=progress)  # fmt: skip
-        except ExportError as exc:  # full disk, non-empty --out, options changed on resume
+        except ExportUsageError as exc:  # bad options, unusable --out, options changed on resume
+            raise _fail(str(exc), code=2) from None
+        except ExportError as exc:  # full disk or another write error midway: resumable
             raise _fail(str(exc), code=1) from None
     if as_json:
         _print_json(s.model_dump())
@@ -411,6 +413,8 @@ def export(
         out.print(f"{s.pairs} pairs ({splits}) -> {s.out} [{s.format}]")
         for x in s.skipped:
             err.print(f"[yellow]skipped[/] {x.id}/{x.generator}: {x.reason} ({x.message})", highlight=False)
+        for note in s.notes:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
     raise typer.Exit(1 if s.skipped else 0)
 
 
@@ -420,19 +424,30 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check every file of an export against its SHA-256 manifest: missing, extra and corrupt files."""
+    from rich.markup import escape
+
     from ggt.dataset import verify as verify_api
 
     with _errors():
         report = verify_api(dataset)
     if as_json:
         _print_json({**report.model_dump(), "ok": report.ok})
+    elif not report.found:
+        err.print(f"[bold red]error:[/] {escape(' '.join(report.notes))}", highlight=False)
     else:
         verdict = "[green]intact[/]" if report.ok else "[red]damaged[/]"
         out.print(f"{dataset}: {verdict}, {report.checked} files checked")
+        for line in report.malformed:
+            out.print(f"  malformed manifest line {line}", highlight=False)
+        for path in report.outside:
+            out.print(f"  outside: {escape(path)} (path outside the export; not read)", highlight=False)
         for kind in ("missing", "extra", "corrupt"):
             for path in getattr(report, kind):
-                out.print(f"  {kind}: {path}", highlight=False)
-    raise typer.Exit(0 if report.ok else 1)
+                out.print(f"  {kind}: {escape(path)}", highlight=False)
+        for note in report.notes:
+            out.print(f"  note: {escape(note)}", highlight=False)
+    # 2: nothing to verify (no such path, not an export); 1: an export that is damaged.
+    raise typer.Exit(2 if not report.found else 0 if report.ok else 1)
 
 
 @app.command()

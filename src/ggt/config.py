@@ -191,7 +191,8 @@ class ExportConfig(Section):
     link: bool = Field(
         default=True,
         description="folder format: hard-link the run's PNGs (no copy; the run only ever replaces files, "
-        "never edits them) where the filesystem allows, else copy",
+        "never edits them) where the filesystem allows, else copy; linked files are made read-only, since "
+        "an in-place edit of one would change the run's file too",
     )
 
 

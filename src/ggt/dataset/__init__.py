@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ggt.dataset.exporter import FORMATS, ExportError, ExportSummary, SkippedPair, export
+from ggt.dataset.exporter import FORMATS, ExportError, ExportSummary, ExportUsageError, SkippedPair, export
 from ggt.dataset.manifest import VerifyReport, verify
 from ggt.dataset.split import SplitError, SplitSpec
 
 __all__ = [
-    "FORMATS", "ExportError", "ExportSummary", "PairedDataset", "SkippedPair", "SplitError", "SplitSpec",
+    "FORMATS", "ExportError", "ExportSummary", "ExportUsageError", "PairedDataset", "SkippedPair", "SplitError", "SplitSpec",
     "VerifyReport", "export", "verify", "webdataset_pipeline",
 ]  # fmt: skip
 

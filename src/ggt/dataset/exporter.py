@@ -47,6 +47,10 @@ class ExportError(RuntimeError):
     """An export that cannot go on; the message says why and what to do."""
 
 
+class ExportUsageError(ExportError):
+    """An export refused before it wrote anything: bad options or an unusable `out` (the CLI exits 2)."""
+
+
 class SkippedPair(BaseModel):
     id: str
     generator: str
@@ -192,15 +196,26 @@ class _Source:
 
         return encode_image(decode_image(self.path).rgb, "png")
 
-    def copy_to(self, dst: Path, link: bool = False) -> tuple[str, int, tuple[int, int, int] | None]:
+    def copy_to(self, dst: Path, link: bool = False) -> tuple[str, int, tuple[int, int, int] | None, bool]:
         """Put the PNG at `dst` atomically (a hard link where allowed, else a copy hashed as it streams);
-        returns (sha256, size, shape)."""
+        returns (sha256, size, shape, linked)."""
         tmp = _tmp(dst)
         if link and self.is_png:
+            linked = False
             try:
                 os.link(self.path, tmp)
+                linked = True
+                # The link shares the run's inode: an in-place edit of the exported file would change the
+                # run too, and the run keeps no hash to notice it. Read-only makes such an edit fail.
+                # Writers of the run only replace files (rename), which read-only does not hinder.
+                mode = os.stat(tmp).st_mode
+                if mode & 0o222:
+                    os.chmod(tmp, mode & 0o7555)
             except OSError as exc:
-                # Another filesystem, or one without hard links: copy instead. A full disk is an error.
+                # Another filesystem, one without hard links, or a file we may not chmod (another owner's):
+                # copy instead. A full disk is an error.
+                if linked:
+                    tmp.unlink(missing_ok=True)
                 if exc.errno == errno.ENOSPC:
                     raise
             else:
@@ -213,7 +228,7 @@ class _Source:
                 except BaseException:
                     tmp.unlink(missing_ok=True)
                     raise
-                return digest, size, _png_shape(head)
+                return digest, size, _png_shape(head), True
         try:
             if self.is_png:
                 with open(self.path, "rb") as fh:
@@ -231,7 +246,7 @@ class _Source:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return digest, size, _png_shape(head)
+        return digest, size, _png_shape(head), False
 
 
 def _copy_file(src: Path, dst: Path) -> int:
@@ -316,6 +331,7 @@ def _make_plan(r: Run, params: dict[str, Any]) -> dict[str, Any]:
     by_split: dict[str, list[tuple[str, str, str, str, str, int]]] = {"train": [], "test": []}
     for ref in refs:
         by_split[side[ref[0]]].append(ref)
+    notes = _split_check(params["split"], spec, len(refs), len(by_split["train"]), len(by_split["test"]))
     shards: list[dict[str, Any]] = []
     fmt = params["format"]
     for split_name, members in by_split.items():
@@ -345,7 +361,31 @@ def _make_plan(r: Run, params: dict[str, Any]) -> dict[str, Any]:
             shards.append({"name": f"{split_name}-{i:05d}", "split": split_name, "index": i,
                            "count": len(chunks), "pairs": chunk})  # fmt: skip
     return {"version": PLAN_VERSION, "params": params, "variants": variants, "shards": shards,
-            "excluded": excluded, "skipped": skipped}  # fmt: skip
+            "excluded": excluded, "skipped": skipped, "notes": notes}  # fmt: skip
+
+
+def _split_check(text: str, spec: SplitSpec, total: int, train: int, test: int) -> list[str]:
+    """Refuse a split that leaves no training pairs; a note when a requested test split came out empty."""
+    if total and not train:
+        want = spec.wanted(total)
+        why = (
+            "near-duplicate groups move as a whole and took every pair"
+            if want < total
+            else f"it asks for {spec.count if spec.count is not None else want} of the {total} pairs"
+        )
+        raise ExportUsageError(
+            f"split {text!r} would put all {total} pairs in the test split and leave train empty ({why}); "
+            f"ask for fewer test pairs (test={total - 1} at most) or test=0 for no test split"
+        )
+    if total and not test and (spec.fraction or spec.count):
+        return [
+            f"split {text!r} gives no test pairs: {total} pairs x {spec.fraction} rounds to 0, so there is "
+            "no test split; ask for a count instead (e.g. test=1)"
+            if spec.fraction
+            else f"split {text!r} gives no test pairs (near-duplicate groups could not be split); "
+            "there is no test split"
+        ]
+    return []
 
 
 # -- shard writers ---------------------------------------------------------------------------------------
@@ -389,23 +429,27 @@ def _write_folder(ctx: _Ctx, shard: dict[str, Any]) -> ShardResult:
     split = shard["split"]
     (ctx.out / split / "lq").mkdir(parents=True, exist_ok=True)
     (ctx.out / split / "gt").mkdir(parents=True, exist_ok=True)
-    res: ShardResult = {"files": [], "rows": [], "skipped": [], "meta_info": []}
+    res: ShardResult = {"files": [], "rows": [], "skipped": [], "meta_info": [], "linked": 0}
 
-    def one(args: tuple[dict[str, Any], _Source, _Source]) -> tuple[dict[str, Any], list[list[Any]], str]:
+    def one(
+        args: tuple[dict[str, Any], _Source, _Source],
+    ) -> tuple[dict[str, Any], list[list[Any]], str, int]:
         row, lq_src, gt_src = args
         name = row["name"]
         files = []
         shape = None
+        linked = 0
         for kind, src in (("lq", lq_src), ("gt", gt_src)):
             rel = f"{split}/{kind}/{name}.png"
-            digest, size, shp = src.copy_to(ctx.out / rel, link=ctx.link)
+            digest, size, shp, was_linked = src.copy_to(ctx.out / rel, link=ctx.link)
+            linked += was_linked
             files.append([rel, digest, size])
             row[kind] = rel
             if kind == "gt":
                 shape = shp
         h, w, c = shape or (0, 0, 3)
         row["gt_size"] = [w, h]
-        return row, files, f"{name}.png ({h},{w},{c})"
+        return row, files, f"{name}.png ({h},{w},{c})", linked
 
     todo = []
     for row, lq_src, gt_src, skip in _rows_and_sources(ctx, shard):
@@ -415,7 +459,8 @@ def _write_folder(ctx: _Ctx, shard: dict[str, Any]) -> ShardResult:
             assert row is not None
             todo.append((row, lq_src, gt_src))
     with ThreadPoolExecutor(_COPY_THREADS) as pool:
-        for row, files, meta_line in pool.map(one, todo):
+        for row, files, meta_line, linked in pool.map(one, todo):
+            res["linked"] += linked
             res["rows"].append(row)
             res["files"].extend(files)
             res["meta_info"].append(meta_line)
@@ -621,28 +666,35 @@ WRITERS: dict[str, Callable[[_Ctx, dict[str, Any]], ShardResult]] = {
 # -- the verb --------------------------------------------------------------------------------------------
 
 
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> dict[str, Any] | None:
-    """Returns the saved plan when resuming; refuses to write into a non-empty folder otherwise."""
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> tuple[dict[str, Any] | None, bool]:
+    """(the saved plan when resuming, whether `out` is an earlier export to delete first); refuses to
+    write into a non-empty folder otherwise. Changes nothing: the caller deletes once the new plan stands."""
     plan_path = out / WORK_DIR / "plan.json"
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} exists and is not a folder")
+    # The nearest existing folder above `out` must be a folder: `--out afile/sub` is a usage error.
+    for above in (out, *out.parents):
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                what = "" if above == out else f" (in the way of {out})"
+                raise ExportUsageError(f"{above} is a file, not a folder{what}; choose another --out")
+            break
     non_empty = out.exists() and any(out.iterdir())
     if not non_empty:
-        return None
+        return None, False
     if resume and plan_path.exists():
-        return json.loads(plan_path.read_text(encoding="utf-8"))
+        return json.loads(plan_path.read_text(encoding="utf-8")), False
     if overwrite:
         # Only a ggt export is deleted: a mistyped --out must never cost someone their files.
         if not (out / WORK_DIR).is_dir():
-            raise ExportError(
-                f"{out} is not empty and is not a ggt export; refusing to delete it with overwrite"
+            raise ExportUsageError(
+                f"{out} is not empty and is not a ggt export; refusing to delete it with --overwrite"
             )
-        shutil.rmtree(out)
-        return None
+        return None, True
     if resume:
-        raise ExportError(f"{out} is not empty and holds no export to resume ({WORK_DIR}/plan.json missing)")
-    raise ExportError(f"{out} is not empty; pass resume=True (--resume) to continue an export there, "
-                      "or overwrite=True (--overwrite) to replace it")  # fmt: skip
+        raise ExportUsageError(
+            f"{out} is not empty and holds no export to resume ({WORK_DIR}/plan.json missing)"
+        )
+    raise ExportUsageError(f"{out} is not empty; pass --resume (resume=True) to continue an export there, "
+                           "or --overwrite (overwrite=True) to replace it")  # fmt: skip
 
 
 def _disk_error(exc: OSError, out: Path, done: int, total: int) -> ExportError:
@@ -650,7 +702,7 @@ def _disk_error(exc: OSError, out: Path, done: int, total: int) -> ExportError:
     return ExportError(
         f"export to {out} stopped: {what} ({getattr(exc, 'filename', None) or 'writing a shard'}); "
         f"{done} of {total} shards are complete and kept, the interrupted one was discarded. "
-        "Free space (or choose another --out) and rerun with resume=True (--resume)."
+        "Free space (or choose another --out) and rerun with --resume (resume=True)."
     )
 
 
@@ -679,7 +731,13 @@ def export(
     `link` (folder format): hard-link the run's PNGs instead of copying them where the filesystem allows.
     """
     if format not in FORMATS:
-        raise ExportError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+        raise ExportUsageError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    # Checked here, not only by the config model: explicit arguments bypass its bounds (0 was read as
+    # "unset", a negative count wrote empty shards).
+    for name, value in (("shard_size", shard_size), ("shard_bytes", shard_bytes)):
+        if value is not None and value < 1:
+            flag = "--shard-size" if name == "shard_size" else "--set export.shard_bytes"
+            raise ExportUsageError(f"{name} ({flag}) must be at least 1, got {value}")
     started = time.time()
     out = Path(out)
     with Run.open(run) as r:
@@ -690,44 +748,56 @@ def export(
             split if split is not None else cfg.split,
             cfg.seed if seed is None else seed,
             list(include if include is not None else cfg.include),
-            shard_size or cfg.shard_size,
-            shard_bytes or cfg.shard_bytes,
+            cfg.shard_size if shard_size is None else shard_size,
+            cfg.shard_bytes if shard_bytes is None else shard_bytes,
         )
         bad = set(params["include"]) - {"kept", "undecided", "rejected"}
         if bad:
-            raise ExportError(
+            raise ExportUsageError(
                 f"include: unknown decision status {sorted(bad)}; use kept, undecided, rejected"
             )
         SplitSpec.parse(params["split"])  # fail on a bad spec before touching the output folder
         if generator is not None and not r.store.scalar(
             "SELECT 1 FROM stage_results WHERE stage = 'synth' AND variant = ? LIMIT 1", (generator,)
         ):
-            raise ExportError(f"no generated pairs for generator {generator!r} in {run}")
-        plan = _prepare_out(out, resume, overwrite)
-        if plan is not None and plan.get("params") != params:
-            raise ExportError(
-                f"{out} holds an export with other options ({plan.get('params')}); resume with the same "
-                "options, or pass overwrite=True to start again"
+            raise ExportUsageError(f"no generated pairs for generator {generator!r} in {run}")
+        saved, wipe = _prepare_out(out, resume, overwrite)
+        if saved is not None and saved.get("params") != params:
+            raise ExportUsageError(
+                f"{out} holds an export with other options ({saved.get('params')}); resume with the same "
+                "options, or pass --overwrite (overwrite=True) to start again"
             )
+        # Planned before `out` is touched, so a refused split leaves an earlier export in place.
+        plan = saved if saved is not None else _make_plan(r, params)
+        if wipe:
+            shutil.rmtree(out)
         work = out / WORK_DIR
-        (work / "done").mkdir(parents=True, exist_ok=True)
-        if plan is None:
-            plan = _make_plan(r, params)
+        try:
+            (work / "done").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportUsageError(
+                f"cannot create {work}: {exc.strerror or exc}; choose another --out"
+            ) from exc
+        if saved is None:
             write_bytes_atomic(work / "plan.json", json.dumps(plan).encode("utf-8"))
         summary = ExportSummary(run=str(run), out=str(out), format=format, generators=plan["variants"],
                                 excluded=plan["excluded"], shards=len(plan["shards"]))  # fmt: skip
         summary.skipped = [SkippedPair(**s) for s in plan["skipped"]]
+        summary.notes += plan.get("notes", [])
         ctx = _Ctx(r, out, plan, link=cfg.link if link is None else link)
         writer = WRITERS[format]
         total_pairs = sum(len(s["pairs"]) for s in plan["shards"])
         done_pairs = 0
+        redone = 0
         if progress:
             progress(0, total_pairs)
         for n_done, shard in enumerate(plan["shards"]):
             marker = work / "done" / f"{shard['name']}.json"
-            if marker.exists():
+            if marker.exists() and _shard_intact(out, marker):
                 summary.shards_resumed += 1
             else:
+                if marker.exists():
+                    redone += 1
                 try:
                     res = writer(ctx, shard)
                     # The marker is the commit point: written after every file of the shard is in place.
@@ -737,12 +807,25 @@ def export(
             done_pairs += len(shard["pairs"])
             if progress:
                 progress(done_pairs, total_pairs)
+        if redone:
+            summary.notes.append(f"{redone} shards were marked done but had files missing or cut short; "
+                                 "they were written again")  # fmt: skip
         try:
             _finish(r, out, plan, summary, cfg.license)
         except OSError as exc:
             raise _disk_error(exc, out, len(plan["shards"]), len(plan["shards"])) from exc
     summary.seconds = round(time.time() - started, 3)
     return summary
+
+
+def _shard_intact(out: Path, marker: Path) -> bool:
+    """Whether every file a done marker lists is still there at its size: a resume must not count a shard
+    whose file was deleted since (a full re-hash is `verify`'s job, and costs a read of the dataset)."""
+    try:
+        res = json.loads(marker.read_text(encoding="utf-8"))
+        return all((out / rel).stat().st_size == size for rel, _digest, size in res["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _markers(out: Path, plan: dict[str, Any]) -> Iterator[ShardResult]:
@@ -756,6 +839,7 @@ def _finish(r: Run, out: Path, plan: dict[str, Any], summary: ExportSummary, lic
     stats = CardStats()
     entries: list[tuple[str, str]] = []
     meta_info: dict[str, list[str]] = {}
+    linked = 0
     tmp_meta = _tmp(out / "metadata.jsonl")
     with open(tmp_meta, "w", encoding="utf-8") as fh:
         for res in _markers(out, plan):
@@ -769,6 +853,7 @@ def _finish(r: Run, out: Path, plan: dict[str, Any], summary: ExportSummary, lic
                 entries.append((rel, digest))
                 summary.bytes += size
             summary.skipped += [SkippedPair(**s) for s in res["skipped"]]
+            linked += res.get("linked", 0)
             for line in res["meta_info"]:
                 # One file per split, as BasicSR's paired meta_info files list the GT folder.
                 meta_info.setdefault(line_split(res), []).append(line)
@@ -794,6 +879,14 @@ def _finish(r: Run, out: Path, plan: dict[str, Any], summary: ExportSummary, lic
         summary.notes.append(
             f"{len(summary.skipped)} pairs skipped because their files are gone from the run"
         )
+    if linked:
+        summary.notes.append(
+            f"{linked} files are hard links to the run's own files, made read-only so that editing one in "
+            "place fails instead of silently changing the run (except for root); copy a file before "
+            "editing it, or export with --set export.link=false (link=False) for independent copies"
+        )
+    if not summary.pairs:
+        summary.notes += _why_empty(plan, summary)
     export_json = json.dumps(
         summary.model_dump(exclude={"seconds", "shards_resumed"}), indent=1, sort_keys=True
     )
@@ -806,6 +899,31 @@ def _finish(r: Run, out: Path, plan: dict[str, Any], summary: ExportSummary, lic
     sync_filesystem(out)
     entries.sort()
     write_bytes_atomic(out / MANIFEST, "".join(write_manifest_lines(entries)).encode("utf-8"))
+
+
+def _why_empty(plan: dict[str, Any], summary: ExportSummary) -> list[str]:
+    """Why an export holds no pairs, and what to run: an empty dataset with exit 0 gives no other hint."""
+    excluded = plan["excluded"]
+    gen = plan["params"]["generator"]
+    if not excluded and not summary.skipped:
+        where = f" for generator {gen!r}" if gen else ""
+        return [f"no pairs exported: the run has no generated pairs{where}; run `ggt synth` first"]
+    notes = []
+    if excluded.get("undecided"):
+        notes.append(
+            f"{excluded['undecided']} undecided pairs were left out (no decision yet, or "
+            "QC said review); decide them with `ggt qc` and `ggt review`, or pass --include undecided "
+            "(include=[..., 'undecided'])"
+        )
+    if excluded.get("rejected"):
+        notes.append(
+            f"{excluded['rejected']} rejected pairs were left out (--include rejected to export them anyway)"
+        )
+    if excluded.get("kept"):
+        notes.append(f"{excluded['kept']} kept pairs were left out by --include")
+    if summary.skipped:
+        notes.append(f"{len(summary.skipped)} pairs were skipped: their files are gone from the run")
+    return [f"no pairs exported: {notes[0]}", *notes[1:]] if notes else notes
 
 
 def line_split(res: ShardResult) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections import defaultdict
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ class SplitError(ValueError):
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """`test=0.05` (a fraction of every category) or `test=500` (a fixed count, shared out by category)."""
+    """`test=0.05` (a fraction of the pairs) or `test=500` (a fixed count); either is shared out by category."""
 
     fraction: float | None = None
     count: int | None = None
@@ -33,18 +34,32 @@ class SplitSpec:
                     f"split {text!r}: only a held-out 'test' split is supported (test=0.05, test=500)"
                 )
         value = value.strip()
-        try:
-            if "." in value or "e" in value.lower():
+        if "." in value or "e" in value.lower():
+            try:
                 frac = float(value)
-                if not 0.0 <= frac < 1.0:
-                    raise SplitError(f"split {text!r}: a fraction must be in [0, 1)")
-                return cls(fraction=frac)
+            except ValueError:
+                raise SplitError(f"split {text!r}: expected test=FRACTION or test=COUNT") from None
+            if not 0.0 <= frac < 1.0:
+                # 1e3 parses as a fraction too: say how a count is written rather than just "out of range".
+                raise SplitError(
+                    f"split {text!r}: a fraction must be in [0, 1) (for a pair count write a whole "
+                    "number, e.g. test=500)"
+                )
+            return cls(fraction=frac)
+        try:
             n = int(value)
         except ValueError:
             raise SplitError(f"split {text!r}: expected test=FRACTION or test=COUNT") from None
         if n < 0:
             raise SplitError(f"split {text!r}: the test count cannot be negative")
         return cls(count=n)
+
+    def wanted(self, total: int) -> int:
+        """Test pairs wanted of `total`: a fraction of the whole dataset rounded half up, or the count."""
+        if self.fraction is not None:
+            # Rounded over the whole dataset, not per category: per-category rounding lost small splits.
+            return min(total, math.floor(total * self.fraction + 0.5))
+        return min(total, self.count or 0)
 
     def describe(self) -> str:
         return f"test={self.fraction}" if self.fraction is not None else f"test={self.count}"
@@ -87,13 +102,12 @@ def near_dup_groups(rows: Iterable[tuple[str, str | None, str | None]]) -> dict[
 
 
 def _targets(sizes: dict[str, int], spec: SplitSpec) -> dict[str, int]:
-    """Test pairs wanted per category; a fixed count is shared by largest remainder, so it sums exactly."""
+    """Test pairs wanted per category: the whole-dataset target shared by largest remainder, so it sums
+    exactly and each category gets its proportional share."""
     total = sum(sizes.values())
-    if spec.fraction is not None:
-        return {c: round(n * spec.fraction) for c, n in sizes.items()}
-    want = min(spec.count or 0, total)
     if total == 0:
         return dict.fromkeys(sizes, 0)
+    want = spec.wanted(total)
     exact = {c: want * n / total for c, n in sizes.items()}
     out = {c: int(v) for c, v in exact.items()}
     rest = want - sum(out.values())
