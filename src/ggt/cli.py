@@ -150,7 +150,9 @@ def status(
 
 
 def render_status(st: Any) -> None:
-    table = Table(title=f"run {st.run}: {st.items} items")
+    # The run's name on a line of its own: as the table's title it wrapped to the table's narrow width.
+    out.print(f"run {st.run}: {st.items} items", style="italic", highlight=False)
+    table = Table()
     table.add_column("category")
     table.add_column("items", justify="right")
     for cat, n in st.categories.items():
