@@ -4,6 +4,7 @@ decisions, undo, two writers at once, token and host checks, and paths a client 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from pathlib import Path
 
@@ -87,13 +88,24 @@ def test_filters_and_metric_sort(mixed: tuple[Path, list[str]]) -> None:
         (ids[2], "fake"), (ids[4], "fake"), (ids[3], "fake")
     ]  # fmt: skip
     by_shift = q(generator="fake", sort="misalign.shift_px", desc=True)
-    assert by_shift == [(ids[1], "fake"), (ids[2], "fake"), (ids[3], "fake"), (ids[0], "fake")]
+    # The pair without the metric comes last: a reviewer sorting by it must still see every pair.
+    assert by_shift == [
+        (ids[1], "fake"),
+        (ids[2], "fake"),
+        (ids[3], "fake"),
+        (ids[0], "fake"),
+        (ids[4], "fake"),
+    ]
+    assert q(generator="fake", sort="misalign.shift_px")[-1] == (ids[4], "fake")
     paged = q(generator="fake", sort="psnr", limit=2)
     assert paged == [(ids[1], "fake"), (ids[4], "fake")]
     assert len(q(category="haze")) == 10 and q(category="rain") == []
     assert len(q(generator="classical")) == 5
     assert c.get("/api/queue", params={"sort": "x') OR 1=1 --"}).status_code == 400
     assert c.get("/api/queue", params={"metric_min": "psnr:abc"}).status_code == 400
+    for params in ({"sort": "nonexistent"}, {"metric_min": "foo:1"}, {"metric_max": "foo:1"}):
+        res = c.get("/api/queue", params=params)  # a typo is an error, not an empty queue
+        assert res.status_code == 400 and "no pair has a metric" in res.text
     f = c.get("/api/facets").json()
     assert f["generators"] == ["classical", "fake"] and "shifted" in f["rules"] and "psnr" in f["metrics"]
 
@@ -284,6 +296,12 @@ def test_tokenless_server_answers_loopback_hosts_only(review_run: Path) -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_serve_generates_and_prints_a_token_off_loopback(
     review_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -292,15 +310,37 @@ def test_serve_generates_and_prints_a_token_off_loopback(
     from ggt.review import serve
 
     seen: dict = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    serve(review_run, host="0.0.0.0", port=9999)
+
+    def run(self: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        seen.update(app=self.config.app, host=sockets[0].getsockname()[0])
+        for sock in sockets:
+            sock.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    port = _free_port()
+    serve(review_run, host="0.0.0.0", port=port)
     token = seen["app"].state.token
     assert token and len(token) >= 24 and f"#token={token}" in capsys.readouterr().out
     assert seen["host"] == "0.0.0.0"
-    serve(review_run, host="127.0.0.1", port=9999)
+    serve(review_run, host="127.0.0.1", port=port)
     assert seen["app"].state.token is None and "#token" not in capsys.readouterr().out
-    serve(review_run, host="127.0.0.1", port=9999, token="given")
+    serve(review_run, host="127.0.0.1", port=port, token="given")
     assert seen["app"].state.token == "given"
+
+
+def test_a_taken_port_is_a_usage_error_before_any_url_is_printed(review_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ggt.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(app, ["review", "--run", str(review_run), "--port", str(port)])
+    # Before, uvicorn failed after our URL was printed: a URL to whatever server held the port.
+    assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
+    assert "open http" not in res.output
 
 
 def test_undecided_filter_hides_pairs_a_person_decided(review_run: Path) -> None:

@@ -13,9 +13,10 @@ import hmac
 import ipaddress
 import re
 import secrets
+import socket
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
@@ -327,12 +328,36 @@ def serve(
 ) -> None:
     """Serve the review page for `run` until interrupted. Binding a non-loopback address needs a token:
     the given one, or a fresh one printed with the URL to open."""
-    import uvicorn
-
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)
     app = create_app(run, reviewer=reviewer, token=token)
+    run_server(
+        app, host, port, token, lambda url: f"ggt review: open {url}  (reviewer {reviewer}; Ctrl+C to stop)"
+    )
+
+
+def run_server(app: FastAPI, host: str, port: int, token: str | None, banner: Callable[[str], str]) -> None:
+    """Serve `app` until interrupted, printing `banner(url)` once the port is ours."""
+    import uvicorn
+
+    sock = _bind(host, port)
     shown = host if ":" not in host else f"[{host}]"
     url = f"http://{shown}:{port}/" + (f"#token={token}" if token else "")
-    print(f"ggt review: open {url}  (reviewer {reviewer}; Ctrl+C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    print(banner(url), flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port), bound before the URL is printed: with the port taken, uvicorn
+    printed its error after our URL, which led to whatever server held the port (another run's page)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock

@@ -31,7 +31,15 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from ggt.review.app import PAGE_HEADERS, REVIEWER, _guard, _Stores, add_page_routes, is_loopback
+from ggt.review.app import (
+    PAGE_HEADERS,
+    REVIEWER,
+    _guard,
+    _Stores,
+    add_page_routes,
+    is_loopback,
+    run_server,
+)
 from ggt.store import StoreError, now
 
 MANIFEST = "manifest.json"
@@ -213,13 +221,8 @@ def serve_compare(
     out: Path, host: str = "127.0.0.1", port: int = 8766, voter: str | None = None, token: str | None = None
 ) -> None:
     """Serve the compare page for the benchmark folder `out` until interrupted (off loopback: a token)."""
-    import uvicorn
-
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)
     app = create_compare_app(out, voter=voter, token=token)
-    shown = host if ":" not in host else f"[{host}]"
-    url = f"http://{shown}:{port}/" + (f"#token={token}" if token else "")
     who = f"voter {voter}" if voter else "anonymous votes unless the page names a voter"
-    print(f"ggt bench review: open {url}  ({who}; Ctrl+C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    run_server(app, host, port, token, lambda url: f"ggt bench review: open {url}  ({who}; Ctrl+C to stop)")

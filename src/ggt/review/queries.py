@@ -108,15 +108,24 @@ def queue_page(conn: sqlite3.Connection, f: QueueFilter, limit: int = 50, cursor
     """
     limit = max(1, min(int(limit), 500))
     where, params = _filters(f)
+    # A mistyped metric name must be an error, not an empty queue that reads as "nothing to review".
+    for name in {*(f.metric_min), *(f.metric_max), *([f.sort] if f.sort else [])}:
+        if not conn.execute(
+            "SELECT 1 FROM stage_results s WHERE s.stage = 'qc' AND json_extract(s.result, ?) IS NOT NULL"
+            " LIMIT 1",
+            (metric_path(name),),
+        ).fetchone():
+            raise QueryError(f"no pair has a metric {name!r}")
     rows: list[sqlite3.Row] = []
     state = _decode_cursor(cursor) if cursor else {}
     if f.sort:
         path = metric_path(f.sort)
         offset = int(state.get("offset", 0))
         order = "DESC" if f.descending else "ASC"
+        # Pairs without the metric (it failed, or a subset was measured) come last, never hidden.
         sql = (
-            f"{_SELECT} WHERE {' AND '.join(where)} AND json_extract(s.result, ?) IS NOT NULL"
-            f" ORDER BY json_extract(s.result, ?) {order}, s.variant, s.item_id LIMIT ? OFFSET ?"
+            f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY json_extract(s.result, ?) IS NULL,"
+            f" json_extract(s.result, ?) {order}, s.variant, s.item_id LIMIT ? OFFSET ?"
         )
         rows = conn.execute(sql, [*params, path, path, limit + 1, offset]).fetchall()
         more = len(rows) > limit
