@@ -2,9 +2,11 @@
 
 import os
 import signal
+import stat
 import time
 
 from fixtures.procs import stuck_writer
+from ggt import fsutil
 from ggt.fsutil import link_or_write_atomic, sweep_orphaned_temps, write_bytes_atomic
 
 
@@ -52,3 +54,13 @@ def test_sweep_removes_a_killed_writers_temp_file_and_spares_a_live_one(tmp_path
     assert sweep_orphaned_temps(out) == 1
     assert sorted(p.name for p in out.iterdir()) == sorted([".hidden", foreign.name, "done.png"])
     assert sweep_orphaned_temps(tmp_path / "missing") == 0
+
+
+def test_atomic_writes_get_the_mode_a_plain_file_would(tmp_path):
+    # mkstemp makes 0600 files and the rename keeps it: run files, exports and restored images came out
+    # unreadable to everyone but their writer.
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    atomic = tmp_path / "sub" / "atomic.bin"
+    write_bytes_atomic(atomic, b"x")
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~fsutil._UMASK

@@ -20,9 +20,23 @@ def _writer_tag() -> str:
     return f"{_HOST}-{os.getpid()}"  # read per call: a forked worker has its own pid
 
 
+def _process_umask() -> int:
+    # Read once, at import: os.umask can only be read by setting it, which is not safe once threads run.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 def mkstemp_for(target: Path) -> tuple[int, str]:
-    """An open temporary file beside `target`, named for `target` and its writer (`sweep_orphaned_temps`)."""
-    return tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{_writer_tag()}.", suffix=".tmp")
+    """An open temporary file beside `target`, named for `target` and its writer (`sweep_orphaned_temps`),
+    with the mode a plainly created file would get: mkstemp's 0600 survives the rename, and left run
+    files, exports and restored images unreadable to the rest of a team (under umask 022: 0644)."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{_writer_tag()}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, name
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
