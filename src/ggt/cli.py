@@ -621,11 +621,12 @@ def bench_generators_cmd(
                              budget=budget, dry_run=dry_run, overrides=set_, progress=progress)  # fmt: skip
     if as_json:
         _print_json(s.model_dump(mode="json"))
-        return
+        raise typer.Exit(1 if s.failed else 0)
     est = "unknown" if s.estimated_usd is None else f"${s.estimated_usd:,.2f}"
     if s.dry_run:
         out.print(f"dry run: {len(s.contestants)} contestants on {s.images} images; estimated cost {est}")
-        return
+        _bench_failures(s)
+        raise typer.Exit(1 if s.failed else 0)
     for rank, c in enumerate(s.categories.get("all", []), 1):
         bt = "-" if c.bt is None else f"{c.bt:+.2f} [{c.bt_lo:+.2f}, {c.bt_hi:+.2f}]"
         out.print(f"{rank}. {c.name}: BT {bt}, {c.done} images", highlight=False)
@@ -637,6 +638,33 @@ def bench_generators_cmd(
         out.print(f"judge {js.judge} {js.model}: {js.done}/{js.comparisons} comparisons, {js.calls} calls, "
                   f"{js.cache_hits} cached, cost {cost}", highlight=False)  # fmt: skip
     out.print(f"leaderboard: {s.files.get('leaderboard.html', s.out)}")
+    _bench_failures(s)
+    # As `ggt synth`: a bench with failed items is not done, whatever its leaderboard shows.
+    raise typer.Exit(1 if s.failed else 0)
+
+
+def _bench_failures(s: Any) -> None:
+    """One stderr line per photo ingest refused and per contestant with failed items (count, reasons)."""
+    from rich.markup import escape
+
+    # Paths and messages are user data: a file named "a[1].png" must not be read as Rich markup.
+    for f in s.ingest_failures[:20]:
+        err.print(f"[red]failed[/] photo {escape(f'{f.path}: {f.reason}: {f.message}')}", highlight=False)
+    if len(s.ingest_failures) > 20:
+        run = next(iter(s.runs.values()), s.out)
+        more = f"... and {len(s.ingest_failures) - 20} more photos: ggt status --run {run} --errors"
+        err.print(escape(more), highlight=False)
+    for c in s.contestants:
+        if c.failed:
+            why = ", ".join(f"{n} x {r}" for r, n in sorted(c.failures.items(), key=lambda kv: -kv[1]))
+            run = s.runs.get(c.prompting, s.out)
+            # The main reason's message, its first line cut short: one greppable line per contestant.
+            first = ((c.failure_message or "").strip().splitlines() or [""])[0]
+            detail = f": {first[:160]}{'...' if len(first) > 160 else ''}" if first else ""
+            line = f"{c.name}: {c.failed} images ({why or 'unknown'}){detail}"
+            err.print(
+                f"[red]failed[/] {escape(f'{line} (ggt status --run {run} --errors)')}", highlight=False
+            )
 
 
 @bench_app.command("review")
@@ -719,11 +747,13 @@ def train_cmd(
         from ggt.restore.train_config import load_train_config
 
         cfg = load_train_config(config, set_)  # config errors come before torch is imported (seconds)
-        from ggt.restore.train import TrainError
+        from ggt.restore.train import TrainError, TrainRefused
         from ggt.restore.train import train as train_api
 
         try:
             r = train_api(cfg, resume=not no_resume, progress=progress)
+        except TrainRefused as exc:  # before any work: another process on the run, or a changed resume
+            raise _fail(str(exc), code=2) from None
         except TrainError as exc:
             raise _fail(str(exc), code=1) from None
     if not main_rank:
@@ -816,7 +846,10 @@ def eval_cmd(
 @app.command()
 def restore(
     inputs: Annotated[Path, typer.Argument(help="an image or a folder of images (searched recursively)")],
-    output: Annotated[Path, typer.Argument(help="output folder (PNGs, same relative paths), or a .png file")],
+    output: Annotated[
+        Path,
+        typer.Argument(help="output folder (PNGs, same relative paths), or a .png file for a single image"),
+    ],
     model: ModelOpt,
     tile: TileOpt = 512,
     overlap: OverlapOpt = 32,
@@ -825,7 +858,11 @@ def restore(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="redo outputs that already exist")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restore images with a model, tiled with blended overlaps; outputs that exist are skipped."""
+    """Restore images with a model, tiled with blended overlaps.
+
+    A folder resumes: outputs that exist are skipped (those of another model are refused without
+    --overwrite). A single image is always restored, replacing its output.
+    """
     from ggt.restore.infer import restore as restore_api
 
     with _errors(), _train_extra(), _progress("restore", enabled=not as_json) as progress:
@@ -865,9 +902,14 @@ def onnx(
         _print_json(r.model_dump())
     else:
         verdict = "[green]matches[/]" if r.ok else "[red]DIFFERS[/]"
-        out.print(f"{r.out}: {r.bytes / 1e6:.1f} MB, opset {r.opset}, {'dynamic' if r.dynamic else 'static'} size"
-                  f" (inputs padded to a multiple of {r.size_multiple}); onnxruntime vs torch max |diff| "
-                  f"{r.max_abs_diff:.2e} on {len(r.checked_shapes)} shape(s): {verdict}", highlight=False)  # fmt: skip
+        # The graph does not pad: say what the caller must do to get ggt restore's result.
+        size = f"{'dynamic' if r.dynamic else 'static'} size"
+        if r.size_multiple > 1:
+            size += (f"; the caller must pad inputs to a multiple of {r.size_multiple} (reflect) and crop the"
+                     " output")  # fmt: skip
+        diff = "not checked" if r.max_abs_diff is None else f"{r.max_abs_diff:.2e}"
+        out.print(f"{r.out}: {r.bytes / 1e6:.1f} MB, opset {r.opset}, {size}; onnxruntime vs torch max |diff| "
+                  f"{diff} on {len(r.checked_shapes)} shape(s): {verdict}", highlight=False)  # fmt: skip
         if not r.ok and r.dynamic:
             err.print("[yellow]note:[/] this architecture does not trace size-independently; try --static "
                       "--sample TILE (and ggt restore's tiling), or --exporter dynamo")  # fmt: skip

@@ -224,3 +224,62 @@ def test_a_local_contestant_names_its_pipeline_and_lora() -> None:
     assert variant_for(name, *split_lora(model)) == "diffusers-ip2p-lora-rain"
     with pytest.raises(ConfigError, match="NAME:MODEL"):
         parse_generator("diffusers:+lora=/out/rain")
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from ggt.cli import app
+
+    return CliRunner().invoke(app, ["bench", "generators", *map(str, args)])
+
+
+def test_cli_exits_1_listing_a_contestant_whose_items_failed_and_keeps_the_board(tmp_path, dataset):
+    images, _, _ = dataset
+    res = _cli("--images", images, "--generator", "classical", "--generator", "diffusers:/nonexistent",
+               "--prompting", "fixed", "--out", tmp_path / "b")  # fmt: skip
+    assert res.exit_code == 1, res.output
+    assert "classical: BT" in res.stdout and "leaderboard:" in res.stdout
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 1 and failed[0].startswith("failed diffusers-nonexistent: 6 images (6 x ")
+    assert "/nonexistent" in failed[0]  # the main reason's message, not only its reason code
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert any(c["failed"] == 6 for c in report["summary"]["contestants"])
+
+
+def test_cli_missing_images_or_references_folder_is_a_usage_error_before_any_work(tmp_path, dataset):
+    images, _, _ = dataset
+    res = _cli("--images", tmp_path / "nope", "--generator", "classical", "--out", tmp_path / "b")
+    assert res.exit_code == 2 and "--images" in res.stderr and "no such" in res.stderr
+    res = _cli("--images", images, "--references", tmp_path / "nope", "--generator", "classical",
+               "--out", tmp_path / "b")  # fmt: skip
+    assert res.exit_code == 2 and "--references" in res.stderr and "no such" in res.stderr
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(ConfigError, match="--images"):
+        bench_generators(tmp_path / "nope", ["classical"], "fixed", out=tmp_path / "b")
+
+
+def test_a_corrupt_photo_is_listed_once_and_fails_the_bench(tmp_path, dataset):
+    images, _, _ = dataset
+    (images / "haze" / "broken.png").write_bytes(b"not a png")
+    res = _cli("--images", images, "--generator", "classical", "--prompting", "both", "--out", tmp_path / "b")
+    assert res.exit_code == 1, res.output
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 1 and "broken.png" in failed[0] and "not_an_image" in failed[0]
+    assert "classical@fixed: BT" in res.stdout  # the other photos are still benched
+
+
+def test_category_rows_count_the_category_s_images_and_failures(tmp_path, dataset):
+    images, _, _ = dataset
+    s = bench_generators(images, ["classical", "diffusers:/nonexistent"], "fixed", out=tmp_path / "b")
+    assert s.categories["all"][0].done == 6
+    with open(tmp_path / "b" / "leaderboard.csv", newline="") as fh:
+        rows = {(r["category"], r["contestant"]): r for r in csv.DictReader(fh)}
+    assert rows[("all", "classical")]["images"] == "6"
+    assert rows[("all", "diffusers-nonexistent")]["failed"] == "6"
+    for cat in PHOTOS:
+        assert rows[(cat, "classical")]["images"] == "3" and rows[(cat, "classical")]["failed"] == "0"
+        assert rows[(cat, "diffusers-nonexistent")]["images"] == "0"
+        assert rows[(cat, "diffusers-nonexistent")]["failed"] == "3"
+    haze = next(c for c in s.categories["haze"] if c.generator == "diffusers")
+    assert sum(haze.failures.values()) == 3 and s.failed

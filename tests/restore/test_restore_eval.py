@@ -184,3 +184,47 @@ def test_a_local_generator_is_scored_like_a_model(tmp_path):
     assert gen.rows[-1].values["psnr"] > base.rows[-1].values["psnr"] + 1.0
     with pytest.raises(ValueError, match="only local generators"):
         evaluate("generator:gemini:gemini-2.5-flash-image", exp, metrics=["psnr"], device="cpu")
+
+
+@pytest.mark.parametrize(
+    "args", [["--tile", "16"], ["--tile", "-4"], ["--overlap", "-1"], ["--tile", "0", "--overlap", "-1"]]
+)
+def test_bad_tiling_is_a_usage_error_that_keeps_an_earlier_eval(tmp_path, args):
+    data = make_export(tmp_path)
+    ev = tmp_path / "ev"
+    runner = CliRunner()
+    res = runner.invoke(app, ["eval", "--model", "identity", "--data", str(data), "--metrics", "psnr",
+                              "--out", str(ev), "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    before = {p.name: p.read_bytes() for p in ev.iterdir()}
+    # A model that does not exist: the tiling error coming first shows nothing was loaded.
+    res = runner.invoke(app, ["eval", "--model", str(tmp_path / "nope.pth"), "--data", str(data), "--metrics",
+                              "psnr", "--out", str(ev), "--device", "cpu", *args])  # fmt: skip
+    assert res.exit_code == 2 and "nope.pth" not in res.output and "failed" not in res.output, res.output
+    assert {p.name: p.read_bytes() for p in ev.iterdir()} == before
+
+
+def test_a_new_eval_removes_the_images_an_earlier_one_left(tmp_path):
+    data = make_export(tmp_path)
+    ev = tmp_path / "ev"
+    evaluate("identity", data, metrics=["psnr"], device="cpu", out_dir=ev, save_images=-1)
+    first = sorted(p.relative_to(ev).as_posix() for p in (ev / "images").rglob("*.png"))
+    assert {p.split("/")[1] for p in first} == {"haze", "rain"}
+    # Another model saving fewer images: none of the first model's may stay beside its tables.
+    from ggt.restore.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "model.safetensors"
+    save_weights(ckpt, build_arch(NAFNET).state_dict(), ArchConfig.model_validate(NAFNET), 1, ema=False)
+    rep = evaluate(ckpt, data, metrics=["psnr"], device="cpu", out_dir=ev, save_images=1)
+    saved = sorted(p.relative_to(ev / "images") for p in (ev / "images").rglob("*.png"))
+    assert len(saved) == 2 and saved[0].parts[0] == rep.items[0].category
+    # Tables alone: the earlier images go too.
+    evaluate("identity", data, metrics=["psnr"], device="cpu", out_dir=ev)
+    assert not (ev / "images").exists() and (ev / "eval.csv").exists()
+    # A folder that holds no earlier eval is not ours to clean.
+    other = tmp_path / "other"
+    (other / "images").mkdir(parents=True)
+    (other / "images" / "mine.png").write_bytes(b"x")
+    evaluate("identity", data, metrics=["psnr"], device="cpu", out_dir=other, save_images=1)
+    assert (other / "images" / "mine.png").exists()

@@ -229,3 +229,69 @@ def test_restore_cli_one_file_and_exit_codes(tmp_path):
         app, ["restore", str(src), str(tmp_path / "o3"), "--model", str(tmp_path / "nope.pth")]
     )
     assert res.exit_code == 2 and "nope.pth" in res.output
+
+
+def test_two_inputs_for_one_output_fail_the_second_instead_of_counting_it_done(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(encode_image(load_photo("coffee")[:40, :56], "png"))
+    (src / "a.jpg").write_bytes(encode_image(load_photo("chelsea")[:32, :48], "jpeg"))
+    out = tmp_path / "out"
+    s = restore("identity", src, out, tile=None, device="cpu")
+    # Sorted order decides: a.jpg comes first and gets a.png; a.png is a listed failure, not "done".
+    assert s.found == 2 and s.written == 1 and s.already_done == 0
+    assert [(f.path, f.reason, f.message) for f in s.failed] == [
+        (str(src / "a.png"), "output_taken", "output a.png already taken by a.jpg")
+    ]
+    assert read_image(out / "a.png").shape == (32, 48, 3)  # the JPEG's output
+    res = CliRunner().invoke(app, ["restore", str(src), str(tmp_path / "o2"), "--model", "identity"])
+    assert res.exit_code == 1 and "already taken by a.jpg" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [(["--tile", "16"], "overlap 32"), (["--tile", "-4"], "tile -4"), (["--overlap", "-1"], "overlap -1")],
+)
+def test_bad_tiling_options_are_one_usage_error_before_any_work(tmp_path, args, msg):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        (src / name).write_bytes(encode_image(load_photo("coffee")[:40, :56], "png"))
+    out = tmp_path / "out"
+    # The model does not exist: the tiling error coming first shows nothing was loaded.
+    cmd = ["restore", str(src), str(out), "--model", str(tmp_path / "nope.pth"), *args]
+    res = CliRunner().invoke(app, cmd)
+    assert res.exit_code == 2 and msg in res.output and "nope.pth" not in res.output, res.output
+    assert not out.exists()
+    res = CliRunner().invoke(app, ["restore", str(src), str(out), "--model", "identity", "--tile", "0"])
+    assert res.exit_code == 0 and (out / "b.png").exists(), res.output  # 0: untiled, valid
+
+
+def test_a_single_file_output_is_always_rewritten(tmp_path):
+    src = tmp_path / "photo.png"
+    src.write_bytes(encode_image(load_photo("coffee")[:40, :56], "png"))
+    ckpt, net = _checkpoint(tmp_path)
+    dst = tmp_path / "one.png"
+    runner = CliRunner()
+    res = runner.invoke(app, ["restore", str(src), str(dst), "--model", "identity", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["written"] == 1, res.output
+    before = dst.read_bytes()
+    # Nothing records which model made a lone PNG: the second model's run must not be "already done".
+    res = runner.invoke(
+        app, ["restore", str(src), str(dst), "--model", str(ckpt), "--device", "cpu", "--json"]
+    )
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["written"] == 1 and doc["already_done"] == 0, res.output
+    assert dst.read_bytes() != before
+    expect = restore_image(net, read_image(src), tile=512, overlap=32)
+    assert np.abs(read_image(dst) - expect).max() <= 1 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["out.jpg", "out.JPEG", "out.webp"])
+def test_a_single_file_output_named_like_another_format_is_a_usage_error(tmp_path, name):
+    src = tmp_path / "photo.png"
+    src.write_bytes(encode_image(load_photo("coffee")[:40, :56], "png"))
+    res = CliRunner().invoke(app, ["restore", str(src), str(tmp_path / name), "--model", "identity"])
+    want = f"name it {name.rsplit('.', 1)[0]}.png"
+    assert res.exit_code == 2 and "outputs are PNG" in res.output and want in res.output, res.output
+    assert not (tmp_path / name).exists()

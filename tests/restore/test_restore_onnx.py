@@ -37,7 +37,10 @@ def test_dynamic_nafnet_export_matches_torch_at_other_sizes(tmp_path):
     net = _net(NAFNET)
     r = export_onnx(net, tmp_path / "n.onnx", sample=32)
     assert r.ok and r.dynamic and r.max_abs_diff is not None and r.max_abs_diff < 1e-4
-    assert r.size_multiple == 4 and len(r.checked_shapes) == 2  # a second, non-square size and batch 2
+    # A second, non-square size and batch 2, and a size that is not a multiple of 4, padded by the check
+    # the way a caller must pad it (the graph does not).
+    assert r.size_multiple == 4 and len(r.checked_shapes) == 3
+    assert any(h % 4 or w % 4 for _, _, h, w in r.checked_shapes)
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "n.onnx")).metadata_props}
     assert meta["ggt_scale"] == "1" and meta["ggt_size_multiple"] == "4"
 
@@ -66,6 +69,13 @@ def test_onnx_cli_on_a_checkpoint_and_bad_arguments(tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["ok"] and doc["max_abs_diff"] < 1e-4 and (tmp_path / "m.onnx").stat().st_size == doc["bytes"]
+    # The graph does not pad: the message must say the caller does, not that inputs are padded.
+    res = runner.invoke(
+        app, ["onnx", "--model", str(path), "--out", str(tmp_path / "m.onnx"), "--sample", "32"]
+    )
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0 and "caller must pad inputs to a multiple of 4 (reflect)" in text, res.output
+    assert "crop the output" in text and "inputs padded to" not in text
     res = runner.invoke(app, ["onnx", "--model", str(path), "--out", str(tmp_path / "m.bin")])
     assert res.exit_code == 2 and ".onnx" in res.output
     res = runner.invoke(app, ["onnx", "--model", "identity", "--out", str(tmp_path / "i.onnx")])

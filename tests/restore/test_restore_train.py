@@ -18,7 +18,7 @@ from ggt.config import ConfigError
 from ggt.restore.arch import build_arch
 from ggt.restore.checkpoint import list_checkpoints, load_model, load_training_state
 from ggt.restore.data import TrainStream
-from ggt.restore.train import TrainError, lr_factor, train
+from ggt.restore.train import LOCK_FILE, TrainError, TrainRefused, lr_factor, train
 from ggt.restore.train_config import DataConfig, TrainConfig, load_train_config, train_config_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +68,47 @@ def test_short_run_checkpoints_resume_and_logs(data, tmp_path):
     # --no-resume starts over and replaces the run's checkpoints.
     r3 = train(cfg.model_copy(update={"iterations": 3}), resume=False)
     assert r3.start_iteration == 0 and [i for i, _ in list_checkpoints(tmp_path / "t" / "ckpt")] == [3]
+
+
+def test_a_resume_that_would_change_the_training_is_refused_and_changes_nothing(data, tmp_path):
+    cfg = TrainConfig.model_validate(config(data, tmp_path, iterations=4, checkpoint_every=2))
+    train(cfg, stop_after=2)
+    saved = (tmp_path / "t" / "config.yaml").read_text()
+    wider = cfg.model_copy(update={"arch": cfg.arch.model_copy(update={"width": cfg.arch.width * 2})})
+    with pytest.raises(TrainRefused, match="checkpoint is a"):
+        train(wider)
+    other = data.parent / "other"
+    other.mkdir(exist_ok=True)
+    moved = cfg.model_dump(mode="json")
+    moved["datasets"]["train"]["path"] = str(other)
+    with pytest.raises(TrainRefused, match="the first 2 iterations trained on"):
+        train(TrainConfig.model_validate(moved))
+    assert (tmp_path / "t" / "config.yaml").read_text() == saved
+    assert train(cfg).start_iteration == 2  # the same training still resumes
+
+
+def test_a_run_being_trained_is_not_trained_again_at_the_same_time(data, tmp_path):
+    import fcntl
+
+    cfg = TrainConfig.model_validate(config(data, tmp_path, iterations=2))
+    run_dir = tmp_path / "t"
+    run_dir.mkdir()
+    with open(run_dir / LOCK_FILE, "a+") as held:  # as a training in another process holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242")
+        held.flush()
+        with pytest.raises(TrainRefused, match=r"being trained by another process \(pid 4242\)"):
+            train(cfg)
+        assert not (run_dir / "ckpt").exists()
+        from typer.testing import CliRunner
+
+        from ggt.cli import app
+
+        path = tmp_path / "cfg.yaml"
+        path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+        res = CliRunner().invoke(app, ["train", "--config", str(path)])
+        assert res.exit_code == 2 and "pid 4242" in res.output  # a usage error, not a failed training
+    assert train(cfg).iterations == 2
 
 
 def test_resume_after_sigkill_continues_exactly(data, tmp_path):

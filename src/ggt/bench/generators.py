@@ -70,6 +70,9 @@ class ContestantResult(BaseModel):
     prompting: str
     done: int = 0
     failed: int = 0
+    failures: dict[str, int] = Field(default_factory=dict)  # synth's failure reason -> items
+    failure_message: str | None = None  # one failed item's message, for the main reason (a reason alone,
+    # e.g. "unexpected", rarely says what to fix)
     pending: int = 0
     calls: int = 0
     cache_hits: int = 0
@@ -91,6 +94,14 @@ class ContestantResult(BaseModel):
     human_bt_hi: float | None = None
 
 
+class PhotoFailure(BaseModel):
+    """A photo that ingest could not take (corrupt, unreadable): it is in no contestant's board."""
+
+    path: str
+    reason: str
+    message: str = ""
+
+
 class BenchSummary(BaseModel):
     out: str
     runs: dict[str, str] = Field(default_factory=dict)  # prompting mode -> run folder
@@ -108,6 +119,12 @@ class BenchSummary(BaseModel):
     categories: dict[str, list[ContestantResult]] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    ingest_failures: list[PhotoFailure] = Field(default_factory=list)  # photos left out of the bench
+
+    @property
+    def failed(self) -> bool:
+        """Whether any item failed (a photo at ingest, an output at synth): the CLI then exits 1."""
+        return bool(self.ingest_failures) or any(c.failed for c in self.contestants)
 
 
 def parse_generator(spec: str) -> tuple[str, str | None]:
@@ -270,6 +287,12 @@ def bench_generators(
     if len(set(variants)) != len(variants):
         raise ConfigError("the same generator is named twice")
     modes = _modes(prompting)
+    # Checked before any folder is made or photo ingested: a mistyped path would otherwise bench 0 images
+    # (or score without references) and look like a finished run.
+    if not Path(images).exists():
+        raise ConfigError(f"--images {images}: no such file or folder")
+    if references is not None and not Path(references).is_dir():
+        raise ConfigError(f"--references {references}: no such folder")
     common = _overrides_for(None, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -287,10 +310,18 @@ def bench_generators(
     items: dict[str, dict[str, Any]] = {}  # item id -> source name, category, lq path, reference
     prompts: dict[str, dict[str, str]] = {}
     hq_paths: dict[tuple[int, str], Path] = {}
+    failed_ids: dict[int, dict[str, str]] = {}  # contestant -> item id -> reason its synth failed
     for mode in modes:
         run = out / "runs" / mode
         summary.runs[mode] = str(run)
-        ingest([Path(images)], run, overrides=common)
+        ing = ingest([Path(images)], run, overrides=common)
+        # Every mode ingests the same photos, so a bad one fails once per mode: report it once.
+        seen = {f.path for f in summary.ingest_failures}
+        summary.ingest_failures += [
+            PhotoFailure(path=f.path, reason=f.reason, message=f.message)
+            for f in ing.failures
+            if f.path not in seen
+        ]
         analyze(run, overrides=[*common, f"analyze.prompting={mode}"])
         for (name, model), variant in zip(specs, variants, strict=True):
             base, lora = split_lora(model)
@@ -299,7 +330,8 @@ def bench_generators(
             c = ContestantResult(
                 name=variant if len(modes) == 1 else f"{variant}@{mode}", generator=name, model=model,
                 variant=variant, prompting=mode, done=s.done + s.already_done, failed=s.failed,
-                pending=s.pending, calls=s.calls, cache_hits=s.cache_hits, estimated_usd=s.estimated_usd,
+                failures=dict(s.failures), pending=s.pending, calls=s.calls, cache_hits=s.cache_hits,
+                estimated_usd=s.estimated_usd,
             )  # fmt: skip
             summary.notes += [f"{c.name}: {n}" for n in s.notes]
             contestants.append(c)
@@ -327,6 +359,17 @@ def bench_generators(
                     c.cost_per_image_usd = c.spent_usd / c.done
                 if dry_run:
                     continue
+                failed_rows = r.store.query(
+                    "SELECT item_id, reason, message FROM stage_results WHERE stage = 'synth' AND variant = ?"
+                    " AND status = 'failed' ORDER BY item_id",
+                    (c.variant,),
+                )
+                failed_ids[ci] = {row["item_id"]: row["reason"] or "unknown" for row in failed_rows}
+                if c.failures:
+                    main = max(c.failures, key=lambda k: c.failures[k])
+                    c.failure_message = next(
+                        (row["message"] for row in failed_rows if (row["reason"] or "unknown") == main), None
+                    )
                 for row in r.store.query(
                     "SELECT item_id, result FROM stage_results WHERE stage = 'synth' AND variant = ?"
                     " AND status = 'done'",
@@ -381,7 +424,7 @@ def bench_generators(
     from ggt.bench.judge import read_votes
 
     votes = read_votes(out)
-    summary.categories = _leaderboards(contestants, ids, items, per_output, judged, votes)
+    summary.categories = _leaderboards(contestants, ids, items, per_output, judged, votes, failed_ids)
     summary.human_votes = sum(c.human_votes for c in contestants) // 2
     from ggt.bench.report import write_all, write_manifest
 
@@ -443,11 +486,13 @@ def _leaderboards(
     per_output: dict[tuple[int, str], dict[str, float]],
     judged: dict[tuple[str, int, int], float] | None = None,
     votes: list[dict[str, Any]] | None = None,
+    failed_ids: dict[int, dict[str, str]] | None = None,
 ) -> dict[str, list[ContestantResult]]:
     """Fill the overall board into `contestants` and return one board per category (plus 'all').
 
     `judged`: a VLM judge's answers, (item, first, second) -> outcome for first; None: the heuristic
-    `prefer`. `votes`: people's votes (`judge.read_votes`), ranked separately.
+    `prefer`. `votes`: people's votes (`judge.read_votes`), ranked separately. `failed_ids`: per
+    contestant, item id -> reason its synth failed, so a category board counts only its own failures.
     """
     from ggt.bench.judge import vote_games
     from ggt.bench.stats import bootstrap_mean
@@ -458,6 +503,12 @@ def _leaderboards(
         subset = [i for i in ids if cat == "all" or items[i]["category"] == cat]
         board = contestants if cat == "all" else [c.model_copy(deep=True) for c in contestants]
         for ci, c in enumerate(board):
+            if cat != "all":
+                # A category board's `done`/`failed` are that category's images, not the contestant's total.
+                c.done = sum(1 for i in subset if (ci, i) in per_output)
+                reasons = [r for i, r in (failed_ids or {}).get(ci, {}).items() if i in subset]
+                c.failed = len(reasons)
+                c.failures = {r: reasons.count(r) for r in sorted(set(reasons))}
             c.metrics = {}
             for key in LEADERBOARD_METRICS:
                 vals = [per_output[(ci, i)].get(key, math.nan) for i in subset if (ci, i) in per_output]

@@ -330,6 +330,24 @@ def write_report_files(report: EvalReport, out_dir: Path) -> dict[str, str]:
     return written
 
 
+def clear_earlier_images(out_dir: Path) -> bool:
+    """Remove the images/ folder an earlier `ggt eval` left in `out_dir` (one with its eval.json); True
+    if removed. A new evaluation overwrites only the images it saves, so the rest would be another
+    model's outputs beside this model's tables. Without eval.json the folder is not ours: left alone."""
+    import shutil
+
+    images = out_dir / "images"
+    if not (out_dir / "eval.json").is_file():
+        return False
+    if images.is_symlink():  # the link is ours to drop, not what it points to
+        images.unlink()
+        return True
+    if not images.is_dir():
+        return False
+    shutil.rmtree(images)
+    return True
+
+
 # -- the verb ----------------------------------------------------------------------------------------------
 
 
@@ -351,10 +369,13 @@ def evaluate(
     """Score `model` (a checkpoint, a weights file, a loaded model or `identity`) on `data`; see the module.
 
     With `out_dir`, writes eval.csv, eval.md, items.csv and eval.json there, and the first `save_images`
-    outputs (all when negative) as images/CATEGORY/NAME.png beside their GT (NAME.gt.png).
+    outputs (all when negative) as images/CATEGORY/NAME.png beside their GT (NAME.gt.png). The images/
+    folder of an earlier evaluation in `out_dir` is removed first, so images and tables come from one
+    model. Bad tile/overlap options raise ValueError before anything is loaded or written.
     """
-    from ggt.restore.infer import load_restorer, resolve_device, restore_image
+    from ggt.restore.infer import check_tiling, load_restorer, resolve_device, restore_image
 
+    check_tiling(tile, overlap)
     root = Path(data)
     fmt, has_gt = detect_data(root)
     dev = resolve_device(device)
@@ -373,6 +394,8 @@ def evaluate(
     gaps: dict[str, int] = {}
     t0 = time.perf_counter()
     img_dir = Path(out_dir) / "images" if out_dir is not None and save_images else None
+    if img_dir is not None:  # before this run's first image lands beside the earlier run's
+        clear_earlier_images(img_dir.parent)
     saved = 0
     for done, s in enumerate(samples, 1):
         if s.error is not None:
@@ -416,5 +439,7 @@ def evaluate(
         report.notes.append(f"{name}: no value for {n} image(s) (too small or degenerate for this metric)")
     report.seconds = round(time.perf_counter() - t0, 3)
     if out_dir is not None:
+        if img_dir is None:  # tables without images: an earlier run's images would pass for this model's
+            clear_earlier_images(Path(out_dir))
         write_report_files(report, Path(out_dir))
     return report

@@ -204,6 +204,22 @@ def axis_windows(
     return out
 
 
+def check_tiling(tile: int | None, overlap: int) -> None:
+    """Raise ValueError for tile/overlap options no image can be restored with (`tile=None`: untiled).
+
+    Callers check once before loading a model or writing anything, so a mistyped option is one usage
+    error instead of the same failure repeated for every image.
+    """
+    if overlap < 0:
+        raise ValueError(f"overlap {overlap} must not be negative")
+    if tile is None:
+        return
+    if tile < 8:
+        raise ValueError(f"tile {tile} is too small (at least 8 pixels; 0 for whole images)")
+    if 2 * overlap > tile:
+        raise ValueError(f"overlap {overlap} must be between 0 and half the tile ({tile // 2})")
+
+
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
     import torch.nn.functional as F
 
@@ -254,11 +270,7 @@ def restore_image(
         return r.fn(img)
     if half and not str(device).startswith("cuda"):
         raise ValueError("half precision (fp16) needs a CUDA device")
-    if tile is not None:
-        if tile < 8:
-            raise ValueError(f"tile {tile} is too small (at least 8 pixels)")
-        if overlap < 0 or 2 * overlap > tile:
-            raise ValueError(f"overlap {overlap} must be between 0 and half the tile ({tile // 2})")
+    check_tiling(tile, overlap)
     # The image stays on the host; only a tile at a time goes to the device.
     x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))[None]
     h, w = img.shape[:2]
@@ -324,7 +336,11 @@ def list_images(root: Path, exclude: Path | None = None) -> Iterator[Path]:
 
 def _plan(inputs: Path, out: Path) -> list[tuple[Path, Path]]:
     if inputs.is_file():
-        target = out if out.suffix.lower() == ".png" else out / f"{inputs.stem}.png"
+        suffix = out.suffix.lower()
+        if suffix in IMAGE_SUFFIXES and suffix != ".png":
+            # Otherwise `out.jpg` would become a folder holding the PNG: not what the name asks for.
+            raise ValueError(f"outputs are PNG: name it {out.with_suffix('.png').name}")
+        target = out if suffix == ".png" else out / f"{inputs.stem}.png"
         return [(inputs, target)]
     if not inputs.is_dir():
         raise FileNotFoundError(f"input {inputs} not found")
@@ -394,16 +410,32 @@ def restore(
 ) -> RestoreSummary:
     """Restore one image or every image under a folder into PNGs (same relative paths, `.png`).
 
-    Resumable: an output that exists is skipped (unless `overwrite`). An output folder records which
-    model made it (`PROVENANCE_FILE`), and another model is refused there unless `overwrite`. A file
-    that cannot be decoded or restored fails alone, with its reason; the rest go on.
+    Folders are resumable: an output that exists is skipped (unless `overwrite`). An output folder
+    records which model made it (`PROVENANCE_FILE`), and another model is refused there unless
+    `overwrite`. A single input file is always restored, replacing its output: nothing records which
+    model made a lone PNG, and skipping the one image would make the command do nothing. Two inputs
+    that map to the same output (`a.png` and `a.jpg`) do not share it: the first in sorted order gets
+    it, the other fails with reason `output_taken`. A file that cannot be decoded or restored fails
+    alone, with its reason; the rest go on. Bad tile/overlap options raise ValueError before anything.
     """
     from ggt.fsutil import sweep_orphaned_temps, write_bytes_atomic
     from ggt.imaging import ImageDecodeError, decode_image, encode_image, to_float
 
+    check_tiling(tile, overlap)
     inputs, out = Path(inputs), Path(out_dir)
     dev = resolve_device(device)
     jobs = _plan(inputs, out)
+    single = inputs.is_file()
+    taken: dict[Path, Path] = {}
+    clashes: list[RestoreFailure] = []
+    for src, dst in jobs:
+        if dst in taken:  # a second writer would be counted "already done" on the first one's output
+            msg = f"output {dst.relative_to(out)} already taken by {taken[dst].relative_to(inputs)}"
+            clashes.append(RestoreFailure(path=str(src), reason="output_taken", message=msg))
+        else:
+            taken[dst] = src
+    found = len(jobs)
+    jobs = [(src, dst) for dst, src in taken.items()]
     for folder in {dst.parent for _, dst in jobs}:
         sweep_orphaned_temps(folder)  # half-written outputs of a killed run
     fingerprint = model_fingerprint(model)
@@ -415,10 +447,11 @@ def restore(
     summary = RestoreSummary(
         model=r.name, out=str(out), device=dev, tile=tile, overlap=overlap, scale=r.scale
     )
-    summary.found = len(jobs)
+    summary.found = found
+    summary.failed.extend(clashes)
     t0 = time.perf_counter()
     for i, (src, dst) in enumerate(jobs):
-        if dst.exists() and not overwrite:
+        if dst.exists() and not (overwrite or single):
             summary.already_done += 1
         else:
             try:

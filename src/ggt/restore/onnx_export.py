@@ -1,9 +1,11 @@
 """`ggt onnx`: a restoration model as ONNX, checked against onnxruntime on random inputs.
 
 The graph takes float32 NCHW RGB in [0, 1] named `input` and returns `output` clamped to [0, 1]. With
-`dynamic` (the default) height and width are free (and the batch, with the legacy exporter); architectures that need a size multiple
-(window attention, U-Net levels: `ggt_size_multiple` in the model's metadata) expect the caller to pad
-to it, as `ggt restore` does, because their own padding is traced as a constant.
+`dynamic` (the default) height and width are free (and the batch, with the legacy exporter).
+Architectures that need a size multiple (window attention, U-Net levels: `ggt_size_multiple` in the
+model's metadata) expect the caller to pad to it by reflection and crop the output back (times
+`ggt_scale`), as `ggt restore` does, because their own padding is traced as a constant: the graph itself
+does not pad.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ def export_onnx(
     """Export `model` (checkpoint, weights file or module) to `out` and compare onnxruntime with torch.
 
     The check runs the graph on random inputs (`sample` pixels a side, and with `dynamic` a second,
-    non-square size) and reports the largest absolute difference; `ok` is False above `tolerance`.
+    non-square size and, for a size multiple above 1, a size that is not a multiple, padded and cropped
+    the way a caller must) and reports the largest absolute difference; `ok` is False above `tolerance`.
     """
     import torch
 
@@ -132,9 +135,11 @@ def export_onnx(
     if dynamic:
         batch = 2 if exporter == "legacy" else 1
         shapes.append([batch, 3, side + k * max(1, 8 // k), side + 2 * k * max(1, 8 // k)])
+        if k > 1:  # the caller's path: padded to the multiple by the check, as the module says
+            shapes.append([1, 3, side + 1, side + k + 3])
     diff = None
     if check:
-        diff = verify_onnx(net, out, shapes)
+        diff = verify_onnx(net, out, shapes, multiple=k, scale=r.scale)
     return OnnxExport(
         model=r.name, out=str(out), opset=opset if exporter == "legacy" else max(opset, 18), exporter=exporter,
         dynamic=dynamic, scale=r.scale, size_multiple=k, checked_shapes=shapes if check else [],
@@ -143,9 +148,20 @@ def export_onnx(
     )  # fmt: skip
 
 
-def verify_onnx(net: Any, path: str | os.PathLike[str], shapes: list[list[int]], seed: int = 0) -> float:
-    """Largest |onnxruntime - torch| over random inputs of the given NCHW shapes."""
+def verify_onnx(
+    net: Any,
+    path: str | os.PathLike[str],
+    shapes: list[list[int]],
+    seed: int = 0,
+    multiple: int = 1,
+    scale: int = 1,
+) -> float:
+    """Largest |onnxruntime - torch| over random inputs of the given NCHW shapes. A shape whose height or
+    width is not a multiple of `multiple` is padded by reflection (as `ggt restore` pads) and both
+    outputs cropped back to the shape times `scale`: the graph does not pad, its callers must."""
     import torch
+
+    from ggt.restore.infer import _pad_to_multiple
 
     try:
         import onnxruntime as ort
@@ -156,11 +172,13 @@ def verify_onnx(net: Any, path: str | os.PathLike[str], shapes: list[list[int]],
     rng = np.random.default_rng(seed)
     worst = 0.0
     for shape in shapes:
-        x = rng.random(shape, dtype=np.float32)
+        padded, h, w = _pad_to_multiple(torch.from_numpy(rng.random(shape, dtype=np.float32)), multiple)
+        x = padded.numpy()
         with torch.inference_mode():
-            ref = net(torch.from_numpy(x)).numpy()
+            ref = net(padded).numpy()
         got = sess.run(None, {name: x})[0]
         if got.shape != ref.shape:
             raise ValueError(f"onnxruntime returned shape {got.shape} for input {shape}, torch {ref.shape}")
-        worst = max(worst, float(np.abs(got - ref).max()))
+        crop = (..., slice(0, h * scale), slice(0, w * scale))
+        worst = max(worst, float(np.abs(got[crop] - ref[crop]).max()))
     return worst

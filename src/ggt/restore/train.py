@@ -9,13 +9,16 @@ continues exactly: same iteration, learning rate, RNG states and data order.
 from __future__ import annotations
 
 import csv
+import fcntl
 import math
+import os
 import random
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,42 @@ from ggt.restore.train_config import TrainConfig, load_train_config
 
 class TrainError(RuntimeError):
     """Training cannot go on (non-finite loss or gradient, incompatible checkpoint)."""
+
+
+class TrainRefused(TrainError, ValueError):
+    """Refused before any work, a usage error (the CLI exits 2): the run is being trained by another
+    process, or resuming it would change its architecture or data."""
+
+
+LOCK_FILE = ".train.lock"
+
+
+@contextmanager
+def _run_lock(run_dir: Path, main: bool) -> Iterator[None]:
+    """Hold the run's lock for the whole training: two trainings of one run interleaved their
+    iterations in the logs and overwrote each other's checkpoints."""
+    if not main:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise TrainRefused(
+                f"{run_dir} is being trained by another process (pid {holder}); wait for it, or give "
+                "this one another name"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class TrainResult(BaseModel):
@@ -175,9 +214,30 @@ def train(
         cfg = load_train_config(Path(config), overrides)
     d = ddp.setup(cfg.device)
     try:
-        return _train(cfg, d, resume, progress, batch_hook, stop_after)
+        with _run_lock(cfg.run_dir, d.main):
+            return _train(cfg, d, resume, progress, batch_hook, stop_after)
     finally:
         ddp.teardown(d)
+
+
+def _check_resume(cfg: TrainConfig, latest: Path, state: dict[str, Any], saved_config: Path) -> None:
+    """Resuming continues the same training: the same architecture, on the same data."""
+    saved = ArchConfig.model_validate(state["arch"])
+    if saved != cfg.arch:
+        raise TrainRefused(
+            f"{latest}: checkpoint is a {saved.model_dump()} but the config asks for {cfg.arch.model_dump()};"
+            " use --no-resume or another name"
+        )
+    try:
+        before = yaml.safe_load(saved_config.read_text(encoding="utf-8")).get("datasets")
+    except (OSError, AttributeError, yaml.YAMLError):
+        return  # no readable record of the earlier data: nothing to compare
+    now_data = cfg.model_dump(mode="json")["datasets"]
+    if before is not None and before != now_data:
+        raise TrainRefused(
+            f"{latest}: the first {state['iteration']} iterations trained on {before}, the config now "
+            f"names {now_data}; resuming would mix the two without a record: use --no-resume or another name"
+        )
 
 
 def _train(
@@ -204,6 +264,10 @@ def _train(
         torch.backends.cudnn.benchmark = True
 
     latest = latest_checkpoint(ckpt_root) if resume else None
+    # Checked before the run's config.yaml is rewritten: a refused resume must leave it as it was.
+    state = load_training_state(latest) if latest is not None else None
+    if state is not None:
+        _check_resume(cfg, latest, state, run_dir / "config.yaml")
     if d.main:
         if not resume:
             for p in (ckpt_root, tb_dir):
@@ -233,14 +297,7 @@ def _train(
     loss_names = list(losses.names)
 
     start = 0
-    if latest is not None:
-        state = load_training_state(latest)
-        saved = ArchConfig.model_validate(state["arch"])
-        if saved != cfg.arch:
-            raise TrainError(
-                f"{latest}: checkpoint is a {saved.model_dump()} but the config asks for {cfg.arch.model_dump()};"
-                " use --no-resume or another name"
-            )
+    if state is not None:
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
