@@ -59,3 +59,8 @@ def test_crop_larger_than_image_is_an_error(exports):
     with pytest.raises(ValueError, match="webdataset"):
         PairedDataset(exports / "webdataset")
     assert np.isfinite(PairedDataset(exports / "hf")[0]["gt"].numpy()).all()
+
+
+def test_a_split_the_export_lacks_names_the_splits_it_has(exports):
+    with pytest.raises(FileNotFoundError, match=r"no 'validation' split \(splits: test, train\)"):
+        PairedDataset(exports / "folder", split="validation")

@@ -165,6 +165,7 @@ def test_eval_cli_tables_json_and_exit_codes(tmp_path):
     for args, msg in (
         (["--data", str(src), "--metrics", "psnr"], "full-reference"),
         (["--data", str(data), "--metrics", "nope"], "unknown metric"),
+        (["--data", str(data), "--metrics", "pyiqa"], "pyiqa:NAME"),  # was PSNR in a column named pyiqa
         (["--data", str(data), "--split", "val"], "no 'val' split"),
         (["--data", str(tmp_path / "missing")], "not a folder"),
     ):

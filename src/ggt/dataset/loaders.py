@@ -97,9 +97,15 @@ class PairedDataset(Dataset[dict[str, Any]]):
         self.format = detect_format(self.root)
         self._cache: tuple[Any, Any] | None = None
         if self.format == "folder":
+            meta = self.root / split / "meta_info.txt"
+            if not meta.is_file():  # a mistyped split (`validation`) deserves the names there are
+                have = sorted(p.parent.name for p in self.root.glob("*/meta_info.txt"))
+                raise FileNotFoundError(
+                    f"{self.root} has no {split!r} split (splits: {', '.join(have) or 'none'})"
+                )
             self.names = [
                 line.split(" (")[0][: -len(".png")]
-                for line in (self.root / split / "meta_info.txt").read_text(encoding="utf-8").splitlines()
+                for line in meta.read_text(encoding="utf-8").splitlines()
                 if line.strip()
             ]
         elif self.format == "parquet":

@@ -232,6 +232,8 @@ def build_metrics(names: list[str] | None, has_gt: bool, iqa_weights: Path | Non
     for name in dict.fromkeys(n.strip() for n in wanted if n.strip()):
         if name.startswith("pyiqa:"):
             m = create_metric("pyiqa", metric=name.split(":", 1)[1], weights_dir=iqa_weights)
+        elif name == "pyiqa":  # the adapter alone would score its default, PSNR, in a column named pyiqa
+            raise ValueError("metric 'pyiqa' needs the pyiqa metric's name: pyiqa:NAME, e.g. pyiqa:lpips")
         else:
             m = create_metric(name)
         try:
