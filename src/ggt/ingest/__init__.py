@@ -263,17 +263,16 @@ def _commit(r: Run, batch: list[SourceOutcome], ctx: _CommitContext) -> None:
                 summary.failures.append(
                     IngestFailure(path=o.path, reason=o.reason or "", message=o.message or "")
                 )
-            elif o.item_id in ctx.known and prev is not None and prev.item_id == o.item_id:
-                # Touched or copied over with the same bytes: what it produced before still stands.
-                status, item_id = prev.status, o.item_id
+            elif o.item_id in ctx.known and (
+                (same := prev is not None and prev.item_id == o.item_id)
+                or _produced_by(ctx.known[o.item_id], o.path)
+            ):
+                # Touched or copied over with the same bytes (what it produced before still stands), or
+                # the item's own source reached again: already done, and the item keeps its category.
+                status = prev.status if same and prev is not None else "ok"
+                item_id, category = o.item_id, ctx.known[o.item_id].category
                 summary.already_done += 1
-                ctx.tally.check_category(o.category, ctx.known[o.item_id].category)
-                category = ctx.known[o.item_id].category  # the item keeps its category
-            elif o.item_id in ctx.known and _produced_by(ctx.known[o.item_id], o.path):
-                status, item_id = "ok", o.item_id
-                summary.already_done += 1
-                ctx.tally.check_category(o.category, ctx.known[o.item_id].category)
-                category = ctx.known[o.item_id].category  # the item keeps its category
+                ctx.tally.check_category(o.category, category)
             elif o.item_id in ctx.known:
                 status, item_id = "duplicate", o.item_id
                 summary.duplicates += 1
