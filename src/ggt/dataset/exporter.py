@@ -33,6 +33,7 @@ from ggt.dataset.split import SplitSpec, assign_splits, near_dup_groups
 from ggt.fsutil import sync_filesystem, write_bytes_atomic
 from ggt.progress import ProgressFn
 from ggt.store import Run
+from ggt.store.run import hq_relpath
 
 Format = Literal["folder", "webdataset", "parquet", "hf"]
 FORMATS: tuple[str, ...] = ("folder", "webdataset", "parquet", "hf")
@@ -304,7 +305,7 @@ def _make_plan(r: Run, params: dict[str, Any]) -> dict[str, Any]:
             excluded[st] = excluded.get(st, 0) + 1
             continue
         synth = json.loads(row["synth"] or "{}")
-        hq_rel = synth.get("hq_path") or f"hq/{row['variant']}/{row['id']}.png"
+        hq_rel = hq_relpath(synth, row["variant"], row["id"])
         try:
             size = (r.root / row["lq_path"]).stat().st_size
         except OSError as exc:

@@ -28,6 +28,7 @@ from ggt.fsutil import link_or_write_atomic, sweep_orphaned_temps, write_bytes_a
 from ggt.imaging import ImageDecodeError, decode_image, encode_image, plain_png_size, read_image, to_float
 from ggt.progress import ProgressFn
 from ggt.store import Run
+from ggt.store.run import hq_relpath
 
 STAGE = "synth"
 BATCH_GENERATORS = ("gemini", "openai")
@@ -171,7 +172,7 @@ def _forget_missing_hq(r: Run, variant: str) -> list[str]:
         "SELECT item_id, result FROM stage_results WHERE stage = ? AND variant = ? AND status = 'done'",
         (STAGE, variant),
     ):
-        hq_rel = json.loads(row["result"] or "{}").get("hq_path") or f"hq/{variant}/{row['item_id']}.png"
+        hq_rel = hq_relpath(json.loads(row["result"] or "{}"), variant, row["item_id"])
         if not (r.root / hq_rel).is_file():
             lost.append((row["item_id"], hq_rel))
     if lost:

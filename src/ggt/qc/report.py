@@ -18,6 +18,7 @@ import numpy as np
 from ggt.fsutil import write_bytes_atomic
 from ggt.qc.policy import Policy
 from ggt.store import Run
+from ggt.store.run import hq_relpath
 
 # Metrics the policy reads most often; the histograms show these when present.
 HIST_METRICS: tuple[str, ...] = (
@@ -153,7 +154,7 @@ def write_report(r: Run, variants: list[str], policy: Policy, worst: int = 24) -
             synth = json.loads(row["synth"] or "{}")
             rows.append({
                 "id": row["item_id"], "variant": variant, "lq": row["lq_path"],
-                "hq": synth.get("hq_path") or f"hq/{variant}/{row['item_id']}.png",
+                "hq": hq_relpath(synth, variant, row["item_id"]),
                 "verdict": res["verdict"], "reasons": res["reasons"], "category": res.get("category") or "?",
                 "metrics": res.get("metrics") or {}, "judge": res.get("judge"),
             })  # fmt: skip

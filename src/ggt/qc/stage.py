@@ -34,6 +34,7 @@ from ggt.qc.judge import JUDGE_KEYS, JudgeAnswer, heuristic_judge, judge_instruc
 from ggt.qc.measure import measure_pair
 from ggt.qc.policy import Decision, Policy, load_policy
 from ggt.store import Run, now
+from ggt.store.run import hq_relpath
 
 METRICS_STAGE = "qc_metrics"
 JUDGE_STAGE = "qc_judge"
@@ -126,7 +127,7 @@ def _compute_metrics(
         return
     args = []
     for p in todo:
-        hq_rel = json.loads(p["synth"]).get("hq_path") or f"hq/{variant}/{p['id']}.png"
+        hq_rel = hq_relpath(json.loads(p["synth"]), variant, p["id"])
         args.append((p["id"], str(r.root / p["lq_path"]), str(r.root / hq_rel), cfg.metrics))
     batch: list[Outcome] = []
     settled = 0
@@ -262,7 +263,7 @@ def _judge_with_vlm(
     jvariant = f"{variant}:{judge_id(cfg)}"
     paths: dict[str, tuple[Path, Path]] = {}
     for p in todo:
-        hq_rel = json.loads(p["synth"]).get("hq_path") or f"hq/{variant}/{p['id']}.png"
+        hq_rel = hq_relpath(json.loads(p["synth"]), variant, p["id"])
         paths[p["id"]] = (r.root / p["lq_path"], r.root / hq_rel)
 
     def jobs():

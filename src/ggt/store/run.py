@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ggt.config import GGTConfig, dump_config, resolve_run_config
 from ggt.fsutil import write_bytes_atomic
@@ -70,3 +71,9 @@ class Run:
         if not self.config_path.exists() or self.config_path.read_text(encoding="utf-8") != text:
             write_bytes_atomic(self.config_path, text.encode("utf-8"))
         return cfg
+
+
+def hq_relpath(synth_result: dict[str, Any], variant: str, item_id: str) -> str:
+    """Where a synth result's HQ lies, relative to the run: its recorded `hq_path`, else (results written
+    before it was recorded) the generator folder's default name."""
+    return synth_result.get("hq_path") or f"hq/{variant}/{item_id}.png"
