@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from ggt.analyze import altrender as A
 from ggt.analyze.measures import compute_measures
@@ -33,6 +36,27 @@ def test_scenes_move_the_measures_they_should(photo_crop) -> None:  # type: igno
     old, _ = A.old_photo_scene(img, np.random.default_rng(0))
     m_old = compute_measures(old)
     assert m_old["contrast_rms"] < base["contrast_rms"] and m_old["chroma_mean"] < base["chroma_mean"]
+
+
+class _Always:
+    """An rng whose draws are all their lowest: JPEG with 4:4:4 subsampling and optimised tables."""
+
+    def integers(self, lo: int, hi: int | None = None) -> int:
+        return 0 if hi is None else lo
+
+    def uniform(self, lo: float = 0.0, hi: float = 1.0) -> float:
+        return lo
+
+
+def test_optimised_jpeg_of_a_noisy_frame_falls_back_to_the_same_pixels() -> None:
+    # Pillow fails an optimised 4:4:4 save whose stream outgrows one byte per pixel; fit renders hit
+    # it on dark noisy frames (ihc seed 29, cell seed 30) and the whole fit run died.
+    noise = np.random.default_rng(0).integers(0, 256, (320, 320, 3), dtype=np.uint8)
+    im = Image.fromarray(noise)
+    out = A._encode(im, "JPEG", 95, _Always())  # type: ignore[arg-type]
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=95, subsampling=0)
+    assert np.array_equal(np.asarray(out), np.asarray(Image.open(buf).convert("RGB")))
 
 
 def test_clean_variant_stays_close(photo_crop) -> None:  # type: ignore[no-untyped-def]

@@ -37,7 +37,15 @@ def _encode(im: Image.Image, fmt: str, q: int, rng: Rng) -> Image.Image:
     if fmt == "WEBP":
         im.save(buf, "WEBP", quality=q, method=int(rng.integers(0, 7)))
     else:
-        im.save(buf, "JPEG", quality=q, subsampling=int(rng.integers(3)), optimize=bool(rng.uniform() < 0.5))
+        subsampling, optimize = int(rng.integers(3)), bool(rng.uniform() < 0.5)
+        try:
+            im.save(buf, "JPEG", quality=q, subsampling=subsampling, optimize=optimize)
+        except OSError:
+            # Pillow gives an optimised save a buffer of one byte per pixel, which a noisy 4:4:4 frame
+            # at high quality outgrows ("broken data stream"). Huffman optimisation changes no pixel,
+            # so the plain save decodes to the same image.
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=q, subsampling=subsampling)
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
