@@ -220,7 +220,9 @@ def check_tiling(tile: int | None, overlap: int) -> None:
         raise ValueError(f"overlap {overlap} must be between 0 and half the tile ({tile // 2})")
 
 
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """`x` (..., H, W) padded at the bottom and right to multiples of `multiple`, as an architecture
+    with a size multiple needs (also for its ONNX export, whose graph does not pad), with H and W."""
     import torch.nn.functional as F
 
     h, w = x.shape[-2:]
@@ -235,7 +237,7 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int,
 def _run(r: Restorer, x: torch.Tensor, half: bool) -> torch.Tensor:
     import torch
 
-    xp, h, w = _pad_to_multiple(x, r.multiple)
+    xp, h, w = pad_to_multiple(x, r.multiple)
     with torch.inference_mode():
         if half:
             with torch.autocast(device_type="cuda", dtype=torch.float16):

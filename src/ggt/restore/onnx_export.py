@@ -161,7 +161,7 @@ def verify_onnx(
     outputs cropped back to the shape times `scale`: the graph does not pad, its callers must."""
     import torch
 
-    from ggt.restore.infer import _pad_to_multiple
+    from ggt.restore.infer import pad_to_multiple
 
     try:
         import onnxruntime as ort
@@ -172,7 +172,7 @@ def verify_onnx(
     rng = np.random.default_rng(seed)
     worst = 0.0
     for shape in shapes:
-        padded, h, w = _pad_to_multiple(torch.from_numpy(rng.random(shape, dtype=np.float32)), multiple)
+        padded, h, w = pad_to_multiple(torch.from_numpy(rng.random(shape, dtype=np.float32)), multiple)
         x = padded.numpy()
         with torch.inference_mode():
             ref = net(padded).numpy()

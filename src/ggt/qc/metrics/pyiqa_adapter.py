@@ -207,7 +207,8 @@ class PyiqaMetric(Metric):
             return
         if o.weights_dir is None:
             raise MetricUnavailableError(
-                f"pyiqa metric {o.metric!r} needs weight file(s) {', '.join(needed)}; pass weights_dir="
+                f"pyiqa metric {o.metric!r} needs weight file(s) {', '.join(needed)}: give the folder that holds"
+                " them (`--iqa-weights DIR` on `ggt eval`, weights_dir= in Python)"
             )
         missing = [n for n in needed if not (o.weights_dir / n).is_file()]
         if missing:
