@@ -39,6 +39,12 @@ def test_backend_options_are_checked_by_the_chosen_backend_naming_the_key(tmp_pa
         )
     with pytest.raises(ConfigError, match=r"key 'synth\.options\.strength'"):
         load_config(overrides=["synth.options.strength=lots"])
+    with pytest.raises(ConfigError, match=r"unknown key 'analyze\.heuristic\.patchnett'"):
+        load_config(overrides=["analyze.heuristic.patchnett=false"])
+    with pytest.raises(ConfigError, match=r"key 'analyze\.heuristic\.min_severity'"):
+        load_config(overrides=["analyze.heuristic.min_severity=2"])
+    heuristic = load_config(overrides=["analyze.heuristic.patchnet=false"]).analyze.heuristic
+    assert heuristic == {"patchnet": False}
     with pytest.raises(ConfigError, match=r"key 'analyze\.vlm_options\.base_url': Field required"):
         load_config(overrides=["analyze.vlm=openai-compatible", "analyze.vlm_options.model=qwen2.5-vl"])
     # A valid set passes; an API generator's model is `synth.model`, which `ggt synth` asks for itself.

@@ -22,6 +22,10 @@ def check_backend_options(cfg: GGTConfig, source: str) -> None:
     from ggt.generate import API_GENERATORS, GENERATORS, api_generator_class
     from ggt.vlm import vlm_class
 
+    if cfg.analyze.heuristic:  # whatever `analyze.vlm` is now: a later `--vlm heuristic` reads them
+        from ggt.analyze.heuristic import HeuristicConfig
+
+        _check(HeuristicConfig, cfg.analyze.heuristic, "analyze.heuristic", source)
     if cfg.analyze.vlm != "heuristic":
         _check(vlm_class(cfg.analyze.vlm).Options, cfg.analyze.vlm_options, "analyze.vlm_options", source)
     if cfg.qc.judge != "heuristic":

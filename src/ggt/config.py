@@ -83,8 +83,9 @@ class AnalyzeConfig(Section):
     instruction_template: Path | None = Field(
         default=None, description="Jinja2 file replacing the VLM instruction"
     )
-    heuristic: dict[str, float] = Field(
-        default_factory=dict, description="thresholds of the heuristic analyzer"
+    heuristic: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options of the heuristic analyzer (`ggt.analyze.heuristic.HeuristicConfig`)",
     )
     concurrency: int = Field(default=8, ge=1, description="VLM requests in flight")
     max_attempts: int = Field(default=4, ge=1, description="tries per photo for retryable VLM errors")

@@ -32,7 +32,9 @@ scene category, per severity key a 16-unit perceptron regressor (noise: the nois
 followed by an isotonic (monotone, piecewise-linear) calibration onto the simulator's physical
 severity scale, and the decision rule: a logit offset for `clean` and per degraded category an
 evidence gate (the least severity one of its own degradations must show, `model.EVIDENCE`), both
-chosen on out-of-photo (GroupKFold by photo) predictions.
+chosen on out-of-photo (GroupKFold by photo) predictions. The patch classifier whose opinion joins
+this model's at decision time (`heuristic.PATCH_WEIGHT`) is fitted apart, by `fit_patchnet`; its
+probabilities never enter this model's features.
 """
 
 from __future__ import annotations

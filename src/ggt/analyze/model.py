@@ -97,7 +97,9 @@ def strong_evidence(sev: dict[str, float], m: dict[str, float]) -> str | None:
 
 def raw_features(m: dict[str, float]) -> dict[str, float]:
     """The model's inputs before transformation: measures plus a few unambiguous recombinations."""
-    f = {k: float(v) for k, v in m.items() if k not in _SKIP}
+    # The patch classifier's probabilities (`patchnet_*`) are fused after this model, never fed to it:
+    # on the training renders they are in-sample and would be trusted far beyond their worth.
+    f = {k: float(v) for k, v in m.items() if k not in _SKIP and not k.startswith("patchnet_")}
     # The cast's hue as a vector weighted by its strength: a warm (old print, tungsten) and a green
     # (fluorescent) cast are opposite directions, which the raw angle in degrees cannot say.
     hue = math.radians(float(m.get("cast_hue_deg", 0.0)))

@@ -1,0 +1,144 @@
+"""A small convolutional classifier of 96 px patches: the analyzer's second opinion on the category.
+
+The measures (`measures.py`) see each degradation through one hand-made statistic. Rain streaks over
+texture are where those statistics overlap most: the simulator's rain preset was called rain 0.42 of
+the time on held-out photos by the measures alone. A convolutional net learns the local appearance
+of a degradation directly. It is fitted with PyTorch by `python -m ggt.analyze.fit_patchnet` on the
+decision model's training photos and seeds (never the benchmark's held-out photos or seeds) and
+shipped as `patchnet.npz` (about 60 000 parameters). Inference here is numpy only, like `model.py`,
+so the offline analyzer needs no torch.
+
+Architecture (`ARCH`): pixel-unshuffle by 2 (every pixel kept, a quarter of the positions), six 3x3
+convolutions with ReLU (the third and fifth with stride 2), global mean and max pooling (sparse
+streaks and flakes show in the max), one linear layer to the seven categories. An image is read as a
+4x4 grid of 96x96 patches at full resolution (upscaled first where a side is under 96 px); the
+patches' log-probabilities are averaged.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+WEIGHTS_PATH = Path(__file__).with_name("patchnet.npz")
+CATEGORIES = ("clean", "social_media", "old_photo", "rain", "snow", "haze", "low_light")
+PATCH = 96
+GRID = 4
+# (in, out, stride) of the convolutions after the 2x pixel-unshuffle (3 colours -> 12 channels).
+ARCH = ((12, 24, 1), (24, 24, 1), (24, 32, 2), (32, 32, 1), (32, 48, 2), (48, 48, 1))
+
+
+class PatchNetError(RuntimeError):
+    """The patch classifier's weights are missing or do not fit `ARCH`."""
+
+
+def to_u8(img: np.ndarray) -> np.ndarray:
+    """The 8-bit image the net was trained on (float [0, 1] input is rounded as a PNG save would)."""
+    if img.dtype == np.uint8:
+        return img
+    return (np.clip(img, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def patches(img_u8: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """`grid` x `grid` PATCH-sized crops spread evenly over the image, as (N, PATCH, PATCH, 3)."""
+    if img_u8.ndim == 2:
+        img_u8 = np.repeat(img_u8[:, :, None], 3, axis=2)
+    h, w = img_u8.shape[:2]
+    if min(h, w) < PATCH:
+        s = PATCH / min(h, w)
+        size = (max(PATCH, round(w * s + 0.5)), max(PATCH, round(h * s + 0.5)))
+        img_u8 = cv2.resize(img_u8, size, interpolation=cv2.INTER_LINEAR)
+        h, w = img_u8.shape[:2]
+    ys = np.linspace(0, h - PATCH, grid).round().astype(int)
+    xs = np.linspace(0, w - PATCH, grid).round().astype(int)
+    return np.stack([img_u8[y : y + PATCH, x : x + PATCH, :3] for y in ys for x in xs])
+
+
+class PatchNet:
+    """Numpy inference of the fitted net (weights as saved by `fit_patchnet`: torch's state-dict names)."""
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        try:
+            self.convs = [
+                (
+                    weights[f"f.{2 * i + 1}.weight"].astype(np.float32),
+                    weights[f"f.{2 * i + 1}.bias"].astype(np.float32),
+                    s,
+                )
+                for i, (_, _, s) in enumerate(ARCH)
+            ]
+            self.head_w = weights["h.weight"].astype(np.float32)
+            self.head_b = weights["h.bias"].astype(np.float32)
+        except KeyError as exc:
+            raise PatchNetError(f"patch classifier weights lack {exc.args[0]!r}") from None
+        for (w, _, _), (cin, cout, _) in zip(self.convs, ARCH, strict=True):
+            if w.shape != (cout, cin, 3, 3):
+                raise PatchNetError(
+                    f"patch classifier weights have a {w.shape} layer where {ARCH} needs ({cout}, {cin}, 3, 3)"
+                )
+        if self.head_w.shape != (len(CATEGORIES), 2 * ARCH[-1][1]):
+            raise PatchNetError(
+                f"patch classifier head is {self.head_w.shape}, not ({len(CATEGORIES)}, {2 * ARCH[-1][1]})"
+            )
+
+    def logits(self, batch_u8: np.ndarray) -> np.ndarray:
+        """(N, 7) logits of (N, H, W, 3) uint8 patches (H, W multiples of 8)."""
+        n, h, w, _ = batch_u8.shape
+        x = batch_u8.astype(np.float32) / 255.0 - 0.5
+        # Pixel-unshuffle as torch orders it: channel = colour * 4 + row offset * 2 + column offset.
+        x = x.reshape(n, h // 2, 2, w // 2, 2, 3).transpose(0, 1, 3, 5, 2, 4).reshape(n, h // 2, w // 2, 12)
+        for weight, bias, stride in self.convs:
+            x = np.maximum(_conv3x3(x, weight, stride) + bias, 0.0)
+        pooled = np.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=1)
+        return pooled @ self.head_w.T + self.head_b
+
+    def log_probs(self, img: np.ndarray, grid: int = GRID) -> np.ndarray:
+        """Mean over the image's patches of the per-patch log-probabilities, in CATEGORIES order."""
+        z = self.logits(patches(to_u8(img), grid)).astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return lp.mean(axis=0)
+
+
+def _conv3x3(x: np.ndarray, weight: np.ndarray, stride: int) -> np.ndarray:
+    """A 3x3 convolution with padding 1 of NHWC `x` with torch-layout (out, in, 3, 3) `weight`.
+
+    Nine shifted matrix products: about twice as fast here as one product over an im2col copy."""
+    n, h, w, _ = x.shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    taps = weight.transpose(2, 3, 1, 0)  # 3, 3, in, out
+    out = np.zeros((n, ho, wo, weight.shape[0]), np.float32)
+    for i in range(3):
+        for j in range(3):
+            out += padded[:, i : i + stride * ho : stride, j : j + stride * wo : stride] @ taps[i, j]
+    return out
+
+
+@lru_cache(maxsize=4)
+def load_patchnet(path: str | None = None) -> PatchNet:
+    """The shipped net, or the one at `path` (an `.npz` written by `fit_patchnet`); parsed once."""
+    p = Path(path) if path else WEIGHTS_PATH
+    if not p.is_file():
+        raise PatchNetError(
+            f"patch classifier weights not found at {p}; fit them with `python -m ggt.analyze.fit_patchnet`"
+            " or set analyze.heuristic.patchnet: false"
+        )
+    try:
+        with np.load(p) as data:
+            weights = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise PatchNetError(f"patch classifier weights at {p} are unreadable: {exc}") from None
+    return PatchNet(weights)
+
+
+def patch_probabilities(img: np.ndarray, path: str | None = None) -> dict[str, float]:
+    """`patchnet_<category>`: the net's probabilities for the image (normalised geometric mean over
+    its patches), stored with the measures so that reports and benchmark caches carry them."""
+    lp = load_patchnet(path).log_probs(img)
+    p = np.exp(lp - lp.max())
+    p /= p.sum()
+    return {f"patchnet_{c}": float(v) for c, v in zip(CATEGORIES, p, strict=True)}
