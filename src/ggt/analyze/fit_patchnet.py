@@ -28,19 +28,15 @@ import cv2
 import numpy as np
 
 from ggt.analyze import altrender, calibration, fit
-from ggt.analyze.patchnet import ARCH, CATEGORIES, PATCH, WEIGHTS_PATH, to_u8
+from ggt.analyze.patchnet import ARCH, CATEGORIES, PATCH, WEIGHTS_PATH, at_least_patch, to_u8
 
 PATCHES_PER_IMAGE = 4
 PHOTOS = (*fit.TUNE, *fit.EXTRA)
 
 
 def _random_patches(img: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-    u8 = to_u8(img)
+    u8 = at_least_patch(to_u8(img))
     h, w = u8.shape[:2]
-    if min(h, w) < PATCH:  # as `patchnet.patches` reads a small image
-        s = PATCH / min(h, w)
-        u8 = cv2.resize(u8, (max(PATCH, round(w * s + 0.5)), max(PATCH, round(h * s + 0.5))))
-        h, w = u8.shape[:2]
     out = []
     for _ in range(PATCHES_PER_IMAGE):
         y, x = int(rng.integers(0, h - PATCH + 1)), int(rng.integers(0, w - PATCH + 1))

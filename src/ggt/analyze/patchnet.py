@@ -42,16 +42,22 @@ def to_u8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
+def at_least_patch(img_u8: np.ndarray) -> np.ndarray:
+    """The image, upscaled (bilinear) where its short side is under PATCH; as fitted and as read."""
+    h, w = img_u8.shape[:2]
+    if min(h, w) >= PATCH:
+        return img_u8
+    s = PATCH / min(h, w)
+    size = (max(PATCH, round(w * s + 0.5)), max(PATCH, round(h * s + 0.5)))
+    return cv2.resize(img_u8, size, interpolation=cv2.INTER_LINEAR)
+
+
 def patches(img_u8: np.ndarray, grid: int = GRID) -> np.ndarray:
     """`grid` x `grid` PATCH-sized crops spread evenly over the image, as (N, PATCH, PATCH, 3)."""
     if img_u8.ndim == 2:
         img_u8 = np.repeat(img_u8[:, :, None], 3, axis=2)
+    img_u8 = at_least_patch(img_u8)
     h, w = img_u8.shape[:2]
-    if min(h, w) < PATCH:
-        s = PATCH / min(h, w)
-        size = (max(PATCH, round(w * s + 0.5)), max(PATCH, round(h * s + 0.5)))
-        img_u8 = cv2.resize(img_u8, size, interpolation=cv2.INTER_LINEAR)
-        h, w = img_u8.shape[:2]
     ys = np.linspace(0, h - PATCH, grid).round().astype(int)
     xs = np.linspace(0, w - PATCH, grid).round().astype(int)
     return np.stack([img_u8[y : y + PATCH, x : x + PATCH, :3] for y in ys for x in xs])
