@@ -18,6 +18,7 @@ from ggt.analyze.patchnet import (
     WEIGHTS_PATH,
     PatchNet,
     PatchNetError,
+    at_least_patch,
     load_patchnet,
     patch_probabilities,
     patches,
@@ -49,6 +50,12 @@ def test_patches_spread_over_the_image_and_take_small_grey_and_rgba_images() -> 
     assert np.array_equal(p[0], img[:PATCH, :PATCH]) and np.array_equal(p[-1], img[-PATCH:, -PATCH:])
     assert patches(np.zeros((40, 300), np.uint8)).shape == (16, PATCH, PATCH, 3)  # upscaled to 96 high
     assert patches(np.zeros((200, 200, 4), np.uint8)).shape == (16, PATCH, PATCH, 3)
+    # A thin strip is read in its middle, not upscaled whole (2 x 100000 px would become 5.7 GB).
+    strip = np.zeros((2, 100_000, 3), np.uint8)
+    strip[:, 50_000:] = 255
+    assert at_least_patch(strip).shape == (PATCH, 16 * PATCH, 3)
+    p = patches(strip)
+    assert p[0].max() == 0 and p[-1].min() == 255  # left half dark, right half bright: the middle
 
 
 def test_missing_unreadable_or_foreign_weights_fail_clearly(tmp_path: Path, photo_crop) -> None:  # type: ignore[no-untyped-def]

@@ -27,6 +27,7 @@ WEIGHTS_PATH = Path(__file__).with_name("patchnet.npz")
 CATEGORIES = ("clean", "social_media", "old_photo", "rain", "snow", "haze", "low_light")
 PATCH = 96
 GRID = 4
+MAX_ASPECT = 16
 # (in, out, stride) of the convolutions after the 2x pixel-unshuffle (3 colours -> 12 channels).
 ARCH = ((12, 24, 1), (24, 24, 1), (24, 32, 2), (32, 32, 1), (32, 48, 2), (48, 48, 1))
 
@@ -47,6 +48,14 @@ def at_least_patch(img_u8: np.ndarray) -> np.ndarray:
     h, w = img_u8.shape[:2]
     if min(h, w) >= PATCH:
         return img_u8
+    # A thin strip would be upscaled to gigabytes (1 x 100000 px -> 96 x 9.6M); its middle, at most
+    # MAX_ASPECT times as long as it is wide, is all the patch grid can read of it anyway.
+    keep = MAX_ASPECT * min(h, w)
+    if h > keep:
+        img_u8 = img_u8[(h - keep) // 2 : (h - keep) // 2 + keep]
+    if w > keep:
+        img_u8 = img_u8[:, (w - keep) // 2 : (w - keep) // 2 + keep]
+    h, w = img_u8.shape[:2]
     s = PATCH / min(h, w)
     size = (max(PATCH, round(w * s + 0.5)), max(PATCH, round(h * s + 0.5)))
     return cv2.resize(img_u8, size, interpolation=cv2.INTER_LINEAR)
