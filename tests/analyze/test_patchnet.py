@@ -98,6 +98,12 @@ def test_fit_script_writes_weights_the_analyzer_reads(tmp_path: Path) -> None:
     )
     with pytest.raises(SystemExit):  # the benchmark's seeds (1000 and up) are never trained on
         F.main(["--first-seed", "990", "--seeds", "20", "--out", str(tmp_path / "x.npz")])
+    # A cache rendered for other seeds is refused, not silently trained on.
+    cache = tmp_path / "patches.npz"
+    np.savez(cache, X=x, Y=y, photo=np.full(len(y), "astronaut"), seeds=np.arange(0, 1))
+    with pytest.raises(SystemExit):
+        F.main(["--seeds", "120", "--cache", str(cache), "--out", str(tmp_path / "y.npz")])
+    assert not (tmp_path / "y.npz").exists()
 
 
 def test_shipped_net_tells_rain_from_the_clean_photo(photo_crop) -> None:  # type: ignore[no-untyped-def]

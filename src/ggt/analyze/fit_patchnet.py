@@ -172,12 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.first_seed + args.seeds > 1000:
         ap.error("training seeds must stay below 1000 (the benchmark measures on 1000 and up)")
+    seeds = np.arange(args.first_seed, args.first_seed + args.seeds)
     if args.cache and args.cache.exists():
         with np.load(args.cache) as d:
             data = {k: d[k] for k in d.files}
+        if "seeds" in data and not np.array_equal(data["seeds"], seeds):
+            ap.error(
+                f"--cache {args.cache} holds seeds {data['seeds'][0]}-{data['seeds'][-1]}, not "
+                f"{seeds[0]}-{seeds[-1]}: give those --first-seed/--seeds or another --cache"
+            )
     else:
         t0 = time.time()
-        data = render(args.seeds, args.first_seed, args.jobs)
+        data = {**render(args.seeds, args.first_seed, args.jobs), "seeds": seeds}
         print(f"rendered {len(data['Y'])} patches in {time.time() - t0:.0f} s", file=sys.stderr)
         if args.cache:
             np.savez(args.cache, **data)
