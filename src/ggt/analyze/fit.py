@@ -615,9 +615,22 @@ def _alt_job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
 PARTS = ("base", "extra", "alt")
 
 
+def training_photos() -> list[tuple[str, int]]:
+    """Each training photo with the index its renders are seeded by: tune photos 0.., extra ones 100..
+    (`fit_patchnet` renders by the same keys, so both fits see the same images)."""
+    return [(n, i) for i, n in enumerate(TUNE)] + [(n, 100 + i) for i, n in enumerate(EXTRA)]
+
+
+def render_pool(jobs: int) -> ProcessPoolExecutor:
+    # Not `fork`: a parent that already ran OpenMP/BLAS threads (scikit-learn, OpenCV; e.g. a test
+    # session) can deadlock its forked children; a forkserver starts them from a clean process.
+    ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+    return ProcessPoolExecutor(jobs, mp_context=ctx)
+
+
 def _work(seeds: int, first: int, parts: tuple[str, ...]) -> list[tuple[Any, tuple[str, int, int]]]:
-    tune = [(n, i) for i, n in enumerate(TUNE)]
-    extra = [(n, 100 + i) for i, n in enumerate(EXTRA)]
+    photos = training_photos()
+    tune, extra = photos[: len(TUNE)], photos[len(TUNE) :]
     work: list[tuple[Any, tuple[str, int, int]]] = []
     for s in range(first, first + seeds):
         if "base" in parts:
@@ -637,10 +650,7 @@ def generate(
     separately (and cached) give the same rows as one run. With `partial`, rows carry only
     `_added_measures`."""
     work = _work(seeds, first, parts)
-    # Not `fork`: a parent that already ran OpenMP/BLAS threads (scikit-learn, OpenCV; e.g. a test
-    # session) can deadlock its forked children; a forkserver starts them from a clean process.
-    ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+    with render_pool(jobs) as pool:
         if partial:
             futures = [pool.submit(_partial_job, fn, a) for fn, a in work]
         else:

@@ -17,10 +17,8 @@ net; docs/analyzer-accuracy.md). Needs torch (the `train` extra); inference (`pa
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +82,8 @@ def render_job(args: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 def render(seeds: int, first: int, jobs: int) -> dict[str, np.ndarray]:
     """Patches `X`, labels `Y` and photo names `photo` of every training photo and seed."""
-    work = [(n, i if n in fit.TUNE else 100 + i - len(fit.TUNE), s)
-            for s in range(first, first + seeds) for i, n in enumerate(PHOTOS)]  # fmt: skip
-    # forkserver, as `fit.generate`: a parent that already ran OpenMP threads can deadlock forked children.
-    ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+    work = [(n, i, s) for s in range(first, first + seeds) for n, i in fit.training_photos()]
+    with fit.render_pool(jobs) as pool:
         parts = list(pool.map(render_job, work))
     return {
         "X": np.concatenate([x for x, _ in parts]),
