@@ -98,15 +98,23 @@ def test_changed_content_points_the_path_at_its_new_content(tmp_path):
     assert run_status(run).items == 3  # the earlier items stay
 
 
-def test_self_duplicates_left_by_an_earlier_version_are_repaired(tmp_path):
+def test_self_duplicates_left_by_an_earlier_version_are_repaired_by_the_migration(tmp_path):
     _photos(tmp_path / "src", a="astronaut", b="coffee")
+    _photos(tmp_path / "other", c="rocket")
     run = tmp_path / "run"
-    ingest([tmp_path / "src"], run)
+    ingest([tmp_path / "src", tmp_path / "other"], run)
     with Run.open(run) as r, r.store.transaction() as conn:
-        conn.execute("UPDATE sources SET status = 'duplicate'")  # what the old commit wrote
+        # What the old commit wrote (a and b were their own duplicates), plus a true duplicate: a
+        # source pointing at another file's item, which the repair must leave alone.
+        conn.execute("UPDATE sources SET status = 'duplicate' WHERE path NOT LIKE '%c.jpg'")
+        conn.execute(
+            "INSERT INTO sources(path, status, item_id, updated_at) SELECT ?, 'duplicate', id, 0 FROM items LIMIT 1",
+            (str(tmp_path / "copy.jpg"),),
+        )
+        conn.execute("PRAGMA user_version = 3")
+    assert run_status(run).sources == {"ok": 3, "duplicate": 1}  # opening the store migrated it
     summary = ingest([tmp_path / "src"], run)
-    assert summary.already_done == 2 and any("own item" in n for n in summary.notes)
-    assert run_status(run).sources == {"ok": 2}
+    assert summary.already_done == 2 and summary.duplicates == 0
 
 
 def test_other_category_on_rerun_is_noted_and_not_applied(tmp_path):

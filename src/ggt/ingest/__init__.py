@@ -70,7 +70,6 @@ def ingest(
             notes=list(found.notes),
         )
         tally = _Tally(explicit_category=category is not None)
-        _repair_self_duplicates(r, summary)
         _record_discovery_failures(r, found, summary)
         pending, previous = _pending_sources(r, found, summary, tally)
         _run_pool(r, pending, previous, cfg, summary, tally, progress)
@@ -121,17 +120,6 @@ class _Tally:
                 " of its new content (see `message` in the sources table); the earlier items stay"
             )
         return out
-
-
-def _repair_self_duplicates(r: Run, summary: IngestSummary) -> None:
-    """Earlier versions recorded a file seen twice as a duplicate of the item it produced itself."""
-    with r.store.transaction() as conn:
-        fixed = conn.execute(
-            "UPDATE sources SET status = 'ok' WHERE status = 'duplicate' AND EXISTS"
-            " (SELECT 1 FROM items WHERE items.id = sources.item_id AND items.source_path = sources.path)"
-        ).rowcount
-    if fixed:
-        summary.notes.append(f"{fixed} files recorded as duplicates of their own item are 'ok' again")
 
 
 def _record_discovery_failures(r: Run, found: Discovery, summary: IngestSummary) -> None:

@@ -143,6 +143,13 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER preferences_append_only_delete BEFORE DELETE ON preferences
         BEGIN SELECT RAISE(ABORT, 'preferences are append-only'); END;
     """,
+    # 4: a repair, not a change of shape. Ingest before this version recorded a file reached twice (the
+    # same folder given twice, another spelling of its path) as a duplicate of the item it produced
+    # itself; such a source is simply 'ok'. Stores that version wrote are below 4, so it runs once.
+    """
+    UPDATE sources SET status = 'ok' WHERE status = 'duplicate' AND EXISTS
+        (SELECT 1 FROM items WHERE items.id = sources.item_id AND items.source_path = sources.path);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
