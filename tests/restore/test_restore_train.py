@@ -220,6 +220,10 @@ def test_config_errors(tmp_path, data):
     assert cfg.iterations == 7 and cfg.arch.options.width == 4
     with pytest.raises(ValueError, match="is not a ggt export"):
         train(TrainConfig.model_validate(dict(base, datasets={"train": {"path": str(tmp_path)}})))
+    bad_val = {"train": {"path": str(data)}, "val": {"path": str(tmp_path)}}
+    with pytest.raises(ValueError, match="is not a ggt export"):
+        train(TrainConfig.model_validate(dict(base, datasets=bad_val)))
+    assert not (tmp_path / "t" / "config.yaml").exists()  # a config that cannot train leaves no record
     assert '"title": "ggt training configuration"' in train_config_schema()
 
 

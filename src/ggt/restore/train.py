@@ -268,19 +268,6 @@ def _train(
     state = load_training_state(latest) if latest is not None else None
     if state is not None:
         _check_resume(cfg, latest, state, run_dir / "config.yaml")
-    if d.main:
-        if not resume:
-            for p in (ckpt_root, tb_dir):
-                shutil.rmtree(p, ignore_errors=True)
-            for p in (log_csv, val_csv):
-                p.unlink(missing_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(
-            yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-        )
-    if d.enabled:
-        dist.barrier()
-
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_arch(cfg.arch).to(device)
     ema = EMA(model, cfg.ema) if cfg.ema and d.main else None
@@ -329,6 +316,19 @@ def _train(
         worker_init_fn=_quiet_worker if cfg.num_workers else None,
     )  # fmt: skip
     val_set = val_dataset(cfg.datasets.val) if (d.main and cfg.datasets.val is not None) else None
+    # Only now, with the model and the data opened: a config that cannot train leaves no record.
+    if d.main:
+        if not resume:
+            for p in (ckpt_root, tb_dir):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in (log_csv, val_csv):
+                p.unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(
+            yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+        )
+    if d.enabled:
+        dist.barrier()
 
     writer = None
     log_rows: list[list[Any]] = []
