@@ -122,13 +122,34 @@ NOTES = """### How to read these numbers
   quality <= 50). The gates are what moved the clean rate: a new scene that resembles a category
   (warm and brown like a print, dark like a night shot) without showing any of its degradations
   stays clean.
-- **Where the goals stand (held-out photos, seeds 1000-1002).** Top-1 accuracy 0.837 on simulator
-  presets (goal 0.85, not met; 0.797 with the measures alone, was 0.779 before the fifth session,
-  0.762 before the third), 0.901 on the calibration renderers (0.890 alone) and 0.901 on this
-  benchmark's `other` degraders (0.901 alone); clean rate 0.929 (goal 0.9, met; 1.000 without the
-  non-pristine moon and text; 0.964 alone); single-step Spearman 0.81-0.92 for the five keys (goal
-  0.8, met; the severities do not use the patch classifier). Leave-photos-out CV of the decision model
-  on the 13 training photos: clean 0.852 / degraded 0.808 (`classifier.cv` in the model file).
+- **Where the goals stand (held-out photos, nine measure seeds 1000-1008, n=502; the tables above).**
+  Top-1 accuracy 0.821 on simulator presets (goal 0.85, not met; 0.771 with the measures alone),
+  0.896 on the calibration renderers (0.873 alone) and 0.908 on this benchmark's `other` degraders
+  (0.896 alone); clean rate 0.886 (goal 0.9, not met overall: `moon`, a heavily compressed JPEG, is
+  called social_media on 7 of 10 rows; 0.980 without the non-pristine moon and text; 0.900 alone);
+  single-step Spearman 0.82-0.91 for the five keys (goal 0.8, met; the severities do not use the
+  patch classifier). Until the ninth session this benchmark was run at three seeds (1000-1002,
+  n=172), where the same model read 0.837 / 0.901 / 0.901 and clean 0.929: three seeds flatter it by
+  about 0.015 on the simulator and 0.04 on clean rows, which is why the tables now use nine.
+  Leave-photos-out CV of the decision model on the 13 training photos: clean 0.852 / degraded 0.808
+  (`classifier.cv` in the model file).
+- **Ninth session (2026-11-30): a longer-trained patch classifier, not shipped.** The eighth session
+  saw the net's loss still falling after two epochs. Two fold nets trained for four epochs
+  (`fit_patchnet --epochs 4 --exclude ...`, loss 0.67 / 0.68 against 0.86 at two) were scored by
+  `--seeds 9 --choose-fusion` on the tune photos. The rule, fixed before the run: ship the
+  four-epoch net if it scores higher at the shipped setting (weight 0.75, rain evidence). It did:
+  sim 0.848, own 0.918, other 0.924, clean 1.000 (score 0.8965) against 0.836 / 0.908 / 0.924 /
+  1.000 (0.8893), and it was better at every weight. The final four-epoch net (all 13 training
+  photos, 149 000 patches, 4 x 400 s) then read, on the held-out photos, sim 0.831, own 0.895, other
+  0.907, clean 0.893 at three seeds, and sim 0.833, own 0.896, other 0.908, clean 0.857 (pristine
+  0.940) at nine. It wins on degraded photos (+0.012 on the simulator at nine seeds) and loses on
+  clean ones: `coffee` (latte foam) reads as snow on 3 of its 10 clean rows, against 1 for the
+  shipped net. The fold check could not see that: every tune photo's clean rows stay clean under
+  every setting near the shipped one, so it has no power over a new scene's false category. A false
+  category is the costlier error here (the prompt then asks the generator to remove snow that is
+  not there), so the two-epoch net stays. That choice was made after reading held-out numbers; it
+  keeps the net that was already shipped, so the figures above are those of a model fixed before
+  this session's look (apart from what the eighth session's notes say about that net).
 - **Changes of 2026-11-30 (eighth session): a patch classifier as a second opinion.** The seventh
   session found the gap in the simulator's own rain renders, which no hand-made statistic separated
   from texture. `ggt.analyze.patchnet` is a small convolutional net (pixel-unshuffle, six 3x3
