@@ -121,15 +121,17 @@ class PatchNet:
 def _conv3x3(x: np.ndarray, weight: np.ndarray, stride: int) -> np.ndarray:
     """A 3x3 convolution with padding 1 of NHWC `x` with torch-layout (out, in, 3, 3) `weight`.
 
-    Nine shifted matrix products: about twice as fast here as one product over an im2col copy."""
-    n, h, w, _ = x.shape
+    The three column offsets side by side on the channel axis, then one matrix product per row
+    offset (inner size 3 x in): 1.5x as fast here as nine products of inner size `in`, which keep
+    BLAS short of work, and faster than one product over a 9 x in im2col copy."""
+    n, h, w, cin = x.shape
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    taps = weight.transpose(2, 3, 1, 0)  # 3, 3, in, out
-    out = np.zeros((n, ho, wo, weight.shape[0]), np.float32)
-    for i in range(3):
-        for j in range(3):
-            out += padded[:, i : i + stride * ho : stride, j : j + stride * wo : stride] @ taps[i, j]
+    taps = weight.transpose(2, 3, 1, 0).reshape(3, 3 * cin, weight.shape[0])  # row, (column, in), out
+    cols = np.concatenate([padded[:, :, j : j + stride * wo : stride] for j in range(3)], axis=3)
+    out = cols[:, 0 : stride * ho : stride] @ taps[0]
+    for i in (1, 2):
+        out += cols[:, i : i + stride * ho : stride] @ taps[i]
     return out
 
 
