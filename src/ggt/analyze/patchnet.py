@@ -124,7 +124,7 @@ def _conv3x3(x: np.ndarray, weight: np.ndarray, stride: int) -> np.ndarray:
     The three column offsets side by side on the channel axis, then one matrix product per row
     offset (inner size 3 x in): 1.5x as fast here as nine products of inner size `in`, which keep
     BLAS short of work, and faster than one product over a 9 x in im2col copy."""
-    n, h, w, cin = x.shape
+    _, h, w, cin = x.shape
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
     taps = weight.transpose(2, 3, 1, 0).reshape(3, 3 * cin, weight.shape[0])  # row, (column, in), out
