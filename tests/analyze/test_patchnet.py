@@ -84,7 +84,9 @@ def test_missing_unreadable_or_foreign_weights_fail_clearly(tmp_path: Path, phot
     assert not any(k.startswith("patchnet_") for k in rep.measures)
 
 
-def test_fit_script_writes_weights_the_analyzer_reads(tmp_path: Path) -> None:
+def test_fit_script_writes_weights_the_analyzer_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("torch")
     from ggt.analyze import fit_patchnet as F
 
@@ -98,11 +100,13 @@ def test_fit_script_writes_weights_the_analyzer_reads(tmp_path: Path) -> None:
     )
     with pytest.raises(SystemExit):  # the benchmark's seeds (1000 and up) are never trained on
         F.main(["--first-seed", "990", "--seeds", "20", "--out", str(tmp_path / "x.npz")])
+    assert "training seeds must stay below 1000" in capsys.readouterr().err
     # A cache rendered for other seeds is refused, not silently trained on.
     cache = tmp_path / "patches.npz"
     np.savez(cache, X=x, Y=y, photo=np.full(len(y), "astronaut"), seeds=np.arange(0, 1))
     with pytest.raises(SystemExit):
         F.main(["--seeds", "120", "--cache", str(cache), "--out", str(tmp_path / "y.npz")])
+    assert f"--cache {cache} holds seeds 0-0, not 0-119" in capsys.readouterr().err
     assert not (tmp_path / "y.npz").exists()
 
 
