@@ -263,3 +263,51 @@ def test_vignetting_reads_nothing_where_the_edges_are_at_the_black_level(backdro
     assert M.vignetting(img)["vignette_falloff"] == 0.0
     img[60:200, 60:200] = 0.8
     assert M.vignetting(img)["vignette_falloff"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["camera", "astronaut", "coffee", "grass"])
+def test_jpeg_grid_peak_sees_a_grid_whose_quantisation_steps_are_lost(photo_crop, name: str) -> None:  # type: ignore[no-untyped-def]
+    clean = photo_crop(name, 256, 0.3, 0.5)
+    # Noise and a tone curve after the JPEG move every coefficient off its quantisation step (the
+    # table estimate finds nothing) but leave the block boundaries where they were.
+    edited = np.clip(_pil_jpeg(clean, 40) ** 0.9 + _rng(0).normal(0, 2 / 255, clean.shape), 0, 1)
+    edited = edited.astype(np.float32)
+    assert M.jpeg_quality(edited)["jpeg_quality"] == 100.0
+    base = M.jpeg_grid_spectrum(clean)["jpeg_grid_peak"]
+    for img in (edited, edited[3:, 5:]):  # any grid offset
+        peak = M.jpeg_grid_spectrum(img)["jpeg_grid_peak"]
+        assert peak > max(5.0, 3 * base), (base, peak)
+    assert base < 3.0
+    assert M.jpeg_grid_spectrum(_pil_jpeg(clean, 92))["jpeg_grid_peak"] < 4.0
+
+
+def test_jpeg_grid_peak_ignores_structure_periodic_along_one_axis(camera: np.ndarray) -> None:
+    # Bright lines every 8 rows (text lines, brick courses, a blind) lift one profile only.
+    striped = camera.copy()
+    striped[::8] = np.clip(striped[::8] + 0.15, 0, 1)
+    assert M.jpeg_grid_spectrum(striped)["jpeg_grid_peak"] < 4.0
+    assert M.jpeg_grid_spectrum(np.full((40, 300, 3), 0.5, np.float32))["jpeg_grid_peak"] == 1.0
+
+
+def test_grid_rescaled_peak_sees_a_grid_of_another_period(astronaut: np.ndarray) -> None:
+    # Faint lines every 10 px: a period whose harmonics miss JPEG's multiples of 1/8 cycle per pixel.
+    grid, rows_only = astronaut.copy(), astronaut.copy()
+    grid[::10] += 0.03
+    grid[:, ::10] += 0.03
+    rows_only[::10] += 0.03
+    clean = M.jpeg_grid_spectrum(astronaut)
+    seen = M.jpeg_grid_spectrum(np.clip(grid, 0, 1))
+    assert seen["grid_rescaled_peak"] > 3 * clean["grid_rescaled_peak"], (clean, seen)
+    assert seen["jpeg_grid_peak"] < 4.0
+    assert M.jpeg_grid_spectrum(np.clip(rows_only, 0, 1))["grid_rescaled_peak"] < 4.0
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "grass"])
+def test_grid_rescaled_peak_sees_a_jpeg_that_was_upscaled(photo_crop, name: str) -> None:  # type: ignore[no-untyped-def]
+    clean = photo_crop(name, 320, 0.3, 0.5)
+    # Shared small, viewed large: a JPEG made at 256 px and shown at 320 has blocks every 10 px.
+    small = _pil_jpeg(cv2.resize(clean, (256, 256), interpolation=cv2.INTER_AREA), 30)
+    upscaled = cv2.resize(small, (320, 320), interpolation=cv2.INTER_CUBIC)
+    before = M.jpeg_grid_spectrum(clean)["grid_rescaled_peak"]
+    after = M.jpeg_grid_spectrum(upscaled)["grid_rescaled_peak"]
+    assert after > 1.5 * before, (before, after)

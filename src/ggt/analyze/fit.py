@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 
 from ggt.analyze import calibration
-from ggt.analyze.measures import compute_measures, noise_sigma, rain_lines, vignetting
+from ggt.analyze.measures import compute_measures, jpeg_grid_spectrum, noise_sigma, rain_lines, vignetting
 from ggt.analyze.model import AnalyzerModel, raw_features
 
 TUNE = ("astronaut", "camera", "chelsea", "coins", "brick", "grass", "page", "rocket")
@@ -224,7 +224,7 @@ def _step_category(key: str, sev: float) -> str | None:
 # Measures added after a cache was rendered: `--add-measures` re-renders the cached rows (cheap) and
 # computes only these on them (with the noise estimate, which all of them take and which must equal
 # the cached one: the check that the re-rendered image is the cached row's image).
-ADDED_MEASURES = (rain_lines, vignetting)
+ADDED_MEASURES = (rain_lines, vignetting, jpeg_grid_spectrum)
 _measure = compute_measures
 
 

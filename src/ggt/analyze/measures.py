@@ -15,6 +15,7 @@ import math
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
 
 # Analysis sizes (long side, pixels). Fine-structure measures use a full-resolution centre crop of at
 # most FULL_RES_CROP on each side: a crop keeps the noise and the 8x8 JPEG grid intact, where a resize
@@ -748,6 +749,54 @@ def vignetting(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
     return {"vignette_falloff": float(max(0.0, 1.0 - max(ratios)))}
 
 
+# Profile length the grid spectrum is zero-padded to, and the width of the running median that stands
+# for the profile's own spectrum around a frequency (+-0.015 cycles per pixel).
+_GRID_FFT = 4096
+_GRID_BACKGROUND = 121
+# Long side of the centre crop the grid spectrum reads: more rows averaged into each column profile
+# lift a faint grid above content.
+GRID_CROP = 1024
+
+
+def jpeg_grid_spectrum(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
+    """How far a block grid stands out of the image's own structure, in the spectrum.
+
+    The mean absolute horizontal difference of each column (and vertical of each row) is a profile
+    that block boundaries lift once per block. Its spectrum, divided by its running median (the
+    content's smooth spectrum), peaks at the grid's frequency and harmonics; a peak counts only as
+    high as both axes show it (the smaller of the two), so a structure periodic along one axis only,
+    such as brick courses or text lines, does not count.
+
+    `jpeg_grid_peak` is the strongest peak at a multiple of 1/8 cycle per pixel: JPEG's 8x8 grid.
+    Unlike `jpeg_quality`, which needs the exact quantisation steps, it survives what changes pixel
+    values without moving the grid (a re-save at another quality, noise or sharpening after the JPEG,
+    a tone edit), and it does not depend on the grid's offset, so crops keep it.
+    `grid_rescaled_peak` is the strongest peak at a period of 6-40 px off the 8-px harmonics: a JPEG
+    grid that a resize stretched or shrank (period 8 / scale), or a codec's 16-px macroblocks.
+    1 means no grid; clean photos read a few. `noise` is accepted for the `fit.ADDED_MEASURES`
+    interface, not used.
+    """
+    del noise
+    g = to_gray(center_crop(_check(img), GRID_CROP))
+    if min(g.shape) < 64:
+        return {"jpeg_grid_peak": 1.0, "grid_rescaled_peak": 1.0}
+    freq = np.fft.rfftfreq(_GRID_FFT)
+    harmonic = np.abs(freq * 8.0 - np.round(freq * 8.0)) < 0.024
+
+    def spectrum(profile: np.ndarray) -> np.ndarray:
+        # Local mean removed first: the profile's slow swings (sky vs. foliage) would otherwise lift
+        # the low frequencies over the whole background estimate.
+        p = profile - cv2.blur(profile.reshape(1, -1), (9, 1)).ravel()
+        power = np.abs(np.fft.rfft(p * np.hanning(p.size), n=_GRID_FFT)) ** 2
+        return power / (median_filter(power, size=_GRID_BACKGROUND, mode="nearest") + 1e-20)
+
+    both = np.minimum(*(spectrum(np.abs(np.diff(g, axis=a)).mean(axis=1 - a)) for a in (1, 0)))
+    return {
+        "jpeg_grid_peak": float(both[harmonic & (freq > 0.1) & (freq < 0.49)].max()),
+        "grid_rescaled_peak": float(both[~harmonic & (freq > 1 / 40) & (freq < 1 / 6)].max()),
+    }
+
+
 # ------------------------------------------------------------------------------------------- all
 
 
@@ -771,4 +820,5 @@ def compute_measures(img: np.ndarray) -> dict[str, float]:
     out.update(bright_speckles(img, noise=sigma))
     out.update(lines_and_dust(img, noise=sigma))
     out.update(vignetting(img))
+    out.update(jpeg_grid_spectrum(img))
     return {k: float(v) for k, v in out.items()}
