@@ -236,6 +236,12 @@ def _dct_matrix() -> np.ndarray:
 _DCT8 = _dct_matrix()
 
 
+def difference_profiles(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean absolute difference between neighbouring columns (per column) and rows (per row): block
+    boundaries lift these profiles once per block, whatever the content."""
+    return np.abs(np.diff(gray, axis=1)).mean(axis=0), np.abs(np.diff(gray, axis=0)).mean(axis=1)
+
+
 def jpeg_grid(gray255: np.ndarray) -> tuple[float, int, int]:
     """8x8 blockiness (boundary vs. interior differences) and the grid offset that maximises it.
 
@@ -243,8 +249,7 @@ def jpeg_grid(gray255: np.ndarray) -> tuple[float, int, int]:
     candidate block boundary, divided by the mean inside blocks. 1.0 means no grid; JPEG at low
     quality reads 1.3 and more. All 8 offsets are tried per axis so a cropped JPEG is still found.
     """
-    dx = np.abs(np.diff(gray255, axis=1)).mean(axis=0)
-    dy = np.abs(np.diff(gray255, axis=0)).mean(axis=1)
+    dx, dy = difference_profiles(gray255)
 
     def axis(d: np.ndarray) -> tuple[float, int]:
         n = (d.size // 8) * 8
@@ -760,8 +765,7 @@ GRID_CROP = 1024
 def jpeg_grid_spectrum(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
     """How far a block grid stands out of the image's own structure, in the spectrum.
 
-    The mean absolute horizontal difference of each column (and vertical of each row) is a profile
-    that block boundaries lift once per block. Its spectrum, divided by its running median (the
+    Each of the two `difference_profiles` is lifted once per block by block boundaries. Its spectrum, divided by its running median (the
     content's smooth spectrum), peaks at the grid's frequency and harmonics; a peak counts only as
     high as both axes show it (the smaller of the two), so a structure periodic along one axis only,
     such as brick courses or text lines, does not count.
@@ -791,7 +795,7 @@ def jpeg_grid_spectrum(img: np.ndarray, noise: float | None = None) -> dict[str,
         power = np.abs(np.fft.rfft(p * np.hanning(p.size), n=_GRID_FFT)) ** 2
         return power / (median_filter(power, size=_GRID_BACKGROUND, mode="nearest") + 1e-20)
 
-    both = np.minimum(*(spectrum(np.abs(np.diff(g, axis=a)).mean(axis=1 - a)) for a in (1, 0)))
+    both = np.minimum(*(spectrum(p) for p in difference_profiles(g)))
     return {
         "jpeg_grid_peak": float(both[harmonic & (freq > 0.1) & (freq < 0.49)].max()),
         "grid_rescaled_peak": float(both[~harmonic & (freq > 1 / 40) & (freq < 1 / 6)].max()),
