@@ -3,7 +3,11 @@
 import os
 import signal
 import stat
+import subprocess
 import time
+from pathlib import Path
+
+import pytest
 
 from fixtures.procs import stuck_writer
 from ggt import fsutil
@@ -54,6 +58,23 @@ def test_sweep_removes_a_killed_writers_temp_file_and_spares_a_live_one(tmp_path
     assert sweep_orphaned_temps(out) == 1
     assert sorted(p.name for p in out.iterdir()) == sorted([".hidden", foreign.name, "done.png"])
     assert sweep_orphaned_temps(tmp_path / "missing") == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="zombies are told apart through /proc")
+def test_sweep_removes_the_temp_file_of_a_writer_left_a_zombie(tmp_path):
+    # A killed worker nobody reaps (its parent died too, and the container's init does not reap)
+    # still answers kill(pid, 0); its temp file must go all the same.
+    proc = subprocess.Popen(["true"])
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and " Z " not in Path(f"/proc/{proc.pid}/stat").read_text():
+            time.sleep(0.02)
+        os.kill(proc.pid, 0)  # not reaped: the pid still answers
+        temp = tmp_path / f".a.png.{fsutil._HOST}-{proc.pid}.k3j2h1g0.tmp"
+        temp.write_bytes(b"half written")
+        assert sweep_orphaned_temps(tmp_path) == 1 and not temp.exists()
+    finally:
+        proc.wait()
 
 
 def test_atomic_writes_get_the_mode_a_plain_file_would(tmp_path):

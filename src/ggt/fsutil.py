@@ -121,7 +121,13 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process
         return True
-    return True
+    # A zombie answers the signal but writes nothing more: a killed worker whose parent died too waits
+    # for init to reap it, and some containers' init never does, which left its temp file for good.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux), or reaped meanwhile: the signal's answer stands
+        return True
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 def _fsync_dir(directory: Path) -> None:
