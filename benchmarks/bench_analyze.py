@@ -133,6 +133,47 @@ NOTES = """### How to read these numbers
   by about 0.015 on the simulator and 0.04 on clean rows, which is why the tables now use nine.
   Leave-photos-out CV of the decision model on the 13 training photos: clean 0.868 / degraded 0.823
   (`classifier.cv` in the model file).
+- **Eleventh session (2026-11-30): two changes tried, neither shipped.** Both were judged by rules
+  written down before any fit or held-out run, as in the tenth session; the model is unchanged.
+  *Where the social_media misses are.* On the tune and extra photos (seeds 0-7, the shipped model),
+  35 of 104 simulator social_media renders came out clean; in 34 the classifier itself ranked clean
+  first, and 20 of those passed the social_media evidence gate (11 on `low_resolution` of 0.59-0.88).
+  The gate is not what stops them: the classifier does not separate an image enlarged from a 0.3-0.8x
+  copy from a smooth clean scene.
+  *(1) A spectral fall-off measure, as model inputs: not adopted on the training CV.* The power law of
+  natural spectra predicts the top band (0.35-0.5 cycles/px); an enlarged copy falls short of it above
+  its source's cut-off and sits near the 8-bit rounding floor. Three numbers: the top band's shortfall
+  against a law fitted on 0.04-0.2 cycles/px, the largest shortfall just above any cut-off of
+  0.08-0.36 cycles/px, and the top band's level over the rounding floor (4.6 ms at 512 px). On the
+  training renders (seeds 0-5) they separate the missed social_media renders from clean rows with AUC
+  0.83-0.91, and on six photos Pillow enlargements (0.3-0.7x, three kernels) moved all three the
+  expected way (shortfall up 0.28-2.13 decades, level down 0.76-3.18). Rule:
+  adopt if the leave-photos-out CV on degraded rows rises at fit seeds 0 and 1 over the same-run refit
+  without them, clean falling by at most 0.002. Refits on freshly rendered caches, CV clean / degraded:
+  without 0.868 / 0.824 (seed 0) and 0.871 / 0.821 (seed 1); all three 0.868 / 0.818 and 0.863 /
+  0.815; the cut-off shortfall alone 0.866 / 0.816 and 0.857 / 0.810. So the measure was removed
+  again. One suspect was the `cell` training photo, hence the second change.
+  *(2) Training without `cell`: CV mixed, held-out worse.* scikit-image's `cell` is a quantitative
+  phase image retrieved from a digital hologram, sampled at 0.107 um. Its row spectrum is at the
+  rounding floor (0.00-0.02 decades over it) from 0.15 cycles/px up: a computed, band-limited map
+  with no pixel noise, which no no-reference measure can tell from a 3x enlargement. Its clean rows
+  reach `detail_ratio` 0.083 (every other training photo 0.30 or more) and a cut-off shortfall of
+  2.01 (the others 1.43 at most), so "clean" in the fit includes exactly what the misses look like.
+  Dropping its rows (12 training photos), the measure again: seed 0 with 0.892 / 0.838 against
+  0.880 / 0.832 without, seed 1 0.881 / 0.836 against 0.885 / 0.837, so not adopted. The 12-photo
+  refit without the measure (seed 0) then went to the held-out rule fixed before (ship if the
+  simulator top-1 rises and own, other, the pristine clean rate and every single-step Spearman of
+  0.8 or more hold). Simulator 0.823 -> 0.831 (social_media 50 -> 55 of 72), but own 0.896 -> 0.894,
+  other 0.910 -> 0.906, pristine clean 1.000 -> 0.980 (one `retina` crop to social_media), all clean
+  0.886 -> 0.843 (`moon` 10 of 10 social_media) and single-step JPEG Spearman 0.94 -> 0.87. Without
+  `cell` the gate search spent the clean margin it gained on a lower social_media gate (0.15 ->
+  0.05), as it did when the scratch measure was tried (below). Not shipped; `cell` stays in the fit.
+  *Reproducibility.* On a freshly built environment this benchmark, re-rendered from scratch, gave
+  the tables above to the last digit. The fit caches, re-rendered with the commands below, did not
+  give the shipped classifier back: weights differed by up to 0.17 and CV degraded read 0.824 against
+  0.823, presumably a package behind the renders or the measures that resolved differently in this
+  install. The shipped model is the file; a refit elsewhere should be expected to match it to about
+  0.01 in CV, not bit for bit.
 - **Tenth session (2026-11-30): a block-grid spectrum measure, and the model refitted with it.** The
   largest simulator miss is social_media called clean (22 of 72 held-out rows). On most of the tune
   photos' misses the JPEG table estimate found nothing (the preset compresses at a reduced size,
