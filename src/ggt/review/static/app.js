@@ -4,7 +4,7 @@
 const TAGS = ["hallucination", "misalignment", "colour_shift", "residual_degradation", "artefacts", "other"];
 const S = {
   items: [], idx: -1, next: null, detail: null, reviewer: localStorage.getItem("ggt-reviewer") || "",
-  mode: "side", scale: 1, tx: 0, ty: 0, full: false, flicker: null, blobs: [],
+  mode: "side", scale: 1, tx: 0, ty: 0, full: false, flicker: null, blobs: [], loads: 0,
   picking: false, chosen: new Set(), busy: false,
 };
 whoAmI = () => S.reviewer;
@@ -94,20 +94,27 @@ async function select(i) {
 }
 
 async function blobUrl(path) {
-  const url = URL.createObjectURL(await (await request(path)).blob());
-  S.blobs.push(url);
-  return url;
+  return URL.createObjectURL(await (await request(path)).blob());
 }
 
 async function loadImages() {
+  // Loads overlap when the reviewer moves on quickly; only the latest may fill the view, or a slow
+  // answer for an item already left would show its pictures under the next item's title.
+  const seq = ++S.loads;
   const it = S.items[S.idx];
   const q = "?variant=" + encodeURIComponent(it.variant) + (S.full ? "&full=true" : "");
   status(S.full ? "loading full resolution…" : "");
-  const old = S.blobs; S.blobs = [];
-  const [lq, hq] = await Promise.all([blobUrl("/api/image/" + it.item_id + "/lq" + q),
+  const urls = await Promise.all([blobUrl("/api/image/" + it.item_id + "/lq" + q),
     blobUrl("/api/image/" + it.item_id + "/hq" + q)]);
+  if (seq !== S.loads) {
+    for (const u of urls) URL.revokeObjectURL(u);
+    return;
+  }
+  const [lq, hq] = urls;
   $("img-lq").src = lq; $("over-lq").src = lq; $("img-hq").src = hq; $("over-hq").src = hq;
-  for (const u of old) URL.revokeObjectURL(u);
+  $("img-hq").dataset.item = it.item_id;
+  for (const u of S.blobs) URL.revokeObjectURL(u);  // the pictures just replaced
+  S.blobs = urls;
   await Promise.all(["img-lq", "img-hq"].map((id) => $(id).decode().catch(() => null)));
   if (!S.full) fit();
   applyTransform();
