@@ -174,6 +174,12 @@ NOTES = """### How to read these numbers
   0.823, presumably a package behind the renders or the measures that resolved differently in this
   install. The shipped model is the file; a refit elsewhere should be expected to match it to about
   0.01 in CV, not bit for bit.
+  *What would help, and what a user can do now.* Both changes reached the missed renders and cost
+  clean rows of unseen scenes: thirteen clean scenes are too few to learn enlargement apart from
+  smoothness, and every other photo that installed packages ship offline is a held-out twin
+  (`motorcycle_right`, `microaneurysms`), synthetic, 25 px (`lfw_subset`) or one of pyiqa's four
+  real-photo checks. `python -m ggt.analyze.fit --photos DIR` now adds a user's own clean photos to
+  the fit, and `analyze.heuristic.model` points the analyzer at the refitted model.
 - **Tenth session (2026-11-30): a block-grid spectrum measure, and the model refitted with it.** The
   largest simulator miss is social_media called clean (22 of 72 held-out rows). On most of the tune
   photos' misses the JPEG table estimate found nothing (the preset compresses at a reduced size,

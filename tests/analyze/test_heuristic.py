@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from ggt.analyze import calibration as C
 from ggt.analyze.heuristic import HeuristicAnalyzer, HeuristicConfig
+from ggt.analyze.model import MODEL_PATH
 from ggt.analyze.report import DegradationReport
 
 AN = HeuristicAnalyzer()
@@ -76,3 +79,19 @@ def test_config_thresholds(photo_crop) -> None:  # type: ignore[no-untyped-def]
     assert HeuristicAnalyzer(min_severity=0.99).config.min_severity == 0.99
     with pytest.raises(ValueError):
         HeuristicConfig(unknown=1)  # type: ignore[call-arg]
+
+
+def test_a_model_file_from_the_config_replaces_the_shipped_one(tmp_path, photo_crop) -> None:  # type: ignore[no-untyped-def]
+    dark = photo_crop("astronaut", 256, 0.3, 0.3) * 2.0**-4  # four stops under
+    assert HeuristicAnalyzer().analyze(dark).category == "low_light"
+    params = json.loads(MODEL_PATH.read_text())
+    params["classifier"]["gates"]["low_light"] = 1.01  # no photo can show that much
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(params))
+    report = HeuristicAnalyzer(HeuristicConfig(model=str(mine))).analyze(dark)
+    assert report.category != "low_light"
+    with pytest.raises(FileNotFoundError, match=r"fit one with `python -m ggt\.analyze\.fit --photos"):
+        HeuristicAnalyzer(HeuristicConfig(model=str(tmp_path / "absent.json")))
+    (tmp_path / "junk.json").write_text('{"version": 1}')
+    with pytest.raises(ValueError, match=r"is not a model `ggt\.analyze\.fit` wrote"):
+        HeuristicAnalyzer(HeuristicConfig(model=str(tmp_path / "junk.json")))

@@ -217,3 +217,45 @@ def test_add_measures_completes_a_cache_as_a_full_render_would(monkeypatch: pyte
         del old[0]["m"][k]
     with pytest.raises(ValueError, match="differs"):
         fit.add_measures(old, 1)
+
+
+def test_fit_renders_the_users_own_photos(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`--photos`: the user's clean photos join the `extra` part (built-in photos left out here for
+    speed); an undecodable file is skipped with its reason, and `--add-measures` finds them again."""
+    from PIL import Image
+
+    from ggt.analyze import fit
+    from ggt.photos import load_photo
+
+    monkeypatch.setattr(fit, "TUNE", ())
+    monkeypatch.setattr(fit, "EXTRA", {})
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    Image.fromarray(load_photo("astronaut")[100:220, 150:310]).save(mine / "a.png")
+    Image.fromarray(load_photo("chelsea")[60:180, 100:260]).save(mine / "sub" / "b.jpg", quality=95)
+    (mine / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    cache = tmp_path / "rows.json"
+    argv = ["--seeds", "1", "--parts", "extra", "--jobs", "2", "--render-only", "--cache", str(cache)]
+    assert fit.main([*argv, "--photos", str(mine)]) == 0
+    err = capsys.readouterr().err
+    assert "--photos: skipped" in err and "broken.jpg" in err and "2 photos join" in err
+    rows = json.loads(cache.read_text())
+    assert {r["photo"] for r in rows} == {
+        str((mine / "a.png").resolve()),
+        str((mine / "sub" / "b.jpg").resolve()),
+    }
+    assert {r["src"] for r in rows} >= {"clean", "sim", "own", "sim_step"}
+    added = set(fit._added_measures(np.full((64, 64, 3), 0.5, np.float32))) - {"noise_sigma"}
+    old = json.loads(json.dumps(rows))
+    for r in old:
+        for k in added:
+            del r["m"][k]
+    assert fit.add_measures(old, 2) == len(old) and old == rows
+    with pytest.raises(SystemExit):  # an existing cache would be read, not rendered with the photos
+        fit.main([*argv, "--photos", str(mine)])
+    with pytest.raises(SystemExit):  # `base` renders the built-in tune photos only
+        fit.main(["--parts", "base", "--cache", str(tmp_path / "new.json"), "--photos", str(mine)])
+    with pytest.raises(ValueError, match="no decodable photo"):
+        fit.main(
+            ["--parts", "extra", "--cache", str(tmp_path / "new.json"), "--photos", str(mine / "broken.jpg")]
+        )

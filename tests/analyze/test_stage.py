@@ -117,3 +117,29 @@ def test_inspect_json_lines_in_order_with_errors(tmp_path):
     assert set(lines[0]) >= {"lq", "category", "degradations", "prompt"}
     assert "not_an_image" in lines[1]["error"]
     assert lines[0] == lines[2]
+
+
+def _never_clean_model(path):
+    """The shipped model with `clean` out of the running: no gates, and its logit pushed far down."""
+    from ggt.analyze.model import MODEL_PATH
+
+    params = json.loads(MODEL_PATH.read_text())
+    clf = params["classifier"]
+    clf["gates"] = dict.fromkeys(clf["gates"], 0.0)
+    clf["layers"][-1]["b"][clf["classes"].index("clean")] -= 100.0
+    path.write_text(json.dumps(params))
+    return path
+
+
+def test_a_refitted_model_from_config_decides_in_the_pool_workers(small_run, tmp_path):
+    assert analyze(small_run).categories == {"clean": 3}  # the shipped model
+    model = _never_clean_model(tmp_path / "mine.json")
+    summary = analyze(small_run, overrides=[f"analyze.heuristic.model={model}"], redo=True)
+    assert summary.analyzed == 3 and "clean" not in summary.categories
+
+
+def test_a_missing_analyzer_model_is_refused_before_any_item(small_run, tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(FileNotFoundError, match=r"nope\.json not found: fit one with"):
+        analyze(small_run, overrides=[f"analyze.heuristic.model={missing}"])
+    assert run_status(small_run).stages.get("analyze", {}) == {}

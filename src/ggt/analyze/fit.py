@@ -16,6 +16,11 @@ rocket) and the EXTRA photos other installed packages ship (scikit-learn's china
 grace_hopper, scikit-image's ihc and cell micrographs), at random crops, scales, turns and tone curves;
 training seeds below 1000. The benchmark measures on seeds 1000 and up and on the held-out scikit-image
 photos (coffee, hubble_deep_field, retina, moon, text, gravel, motorcycle, clock), never opened here.
+`--photos DIR ...` adds the user's own clean photos (files or folders) to the `extra` and `alt` parts:
+thirteen scenes teach "clean" as "looks like one of these", so a model refitted on photos of the user's
+own domain (`--out FILE`, then `analyze.heuristic.model: FILE`) keeps that domain's clean scenes clean.
+They must be clean: every one is rendered as clean variants and as each degradation. The patch
+classifier (`fit_patchnet`) is not refitted by this.
 
 Parts (each per photo and seed):
 - `base` (`_job`, TUNE photos; `extra`: the same on EXTRA photos): clean variants (as is, a q 90-97
@@ -71,6 +76,7 @@ CATEGORIES = ("clean", "social_media", "old_photo", "rain", "snow", "haze", "low
 SEVERITY_KEYS = ("noise", "blur", "jpeg", "haze", "low_light")
 MODEL_PATH = Path(__file__).with_name("heuristic_model.json")
 PLAIN_SEEDS = 16
+USER_PHOTO_MAX_SIDE = 1536
 # Single steps below the lower bound look clean to a person, above the upper bound they are a
 # degraded (shared, re-compressed) photo; in between the label is a matter of taste, so such samples
 # train the severities but not the category.
@@ -86,6 +92,13 @@ _STEP_CATEGORY = {
 
 
 def _photo(name: str) -> np.ndarray:
+    if os.path.isabs(name):  # a user's photo (`--photos`)
+        from ggt.analyze.measures import resize_max
+        from ggt.imaging import read_image
+
+        # Capped at the size of the largest built-in photos: a 24 MP original would make each render
+        # ten times slower, and the measures read at most 1024 px crops.
+        return resize_max(read_image(name), USER_PHOTO_MAX_SIDE)
     if name in EXTRA:
         import importlib
 
@@ -615,10 +628,38 @@ def _alt_job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
 PARTS = ("base", "extra", "alt")
 
 
-def training_photos() -> list[tuple[str, int]]:
-    """Each training photo with the index its renders are seeded by: tune photos 0.., extra ones 100..
-    (`fit_patchnet` renders by the same keys, so both fits see the same images)."""
-    return [(n, i) for i, n in enumerate(TUNE)] + [(n, 100 + i) for i, n in enumerate(EXTRA)]
+def training_photos(user: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+    """Each training photo with the index its renders are seeded by: tune photos 0.., extra ones 100..,
+    the user's (`--photos`, absolute paths, in sorted order) 1000.. (`fit_patchnet` renders the
+    built-in ones by the same keys, so both fits see the same images)."""
+    return (
+        [(n, i) for i, n in enumerate(TUNE)]
+        + [(n, 100 + i) for i, n in enumerate(EXTRA)]
+        + [(n, 1000 + i) for i, n in enumerate(sorted(user))]
+    )
+
+
+def find_user_photos(paths: list[Path]) -> tuple[str, ...]:
+    """The decodable photos under `paths` (files or folders), as absolute paths. A file that does not
+    decode is reported on stderr and left out; none at all is an error."""
+    from ggt.config import IMAGE_EXTENSIONS
+    from ggt.imaging import ImageDecodeError, decode_image
+    from ggt.ingest.discover import discover
+
+    found = discover(paths, list(IMAGE_EXTENSIONS), category="clean")
+    for f in found.failures:
+        print(f"--photos: skipped {f.path}: {f.message}", file=sys.stderr)
+    photos = []
+    for src in found.sources:
+        try:
+            decode_image(src.path)
+        except (ImageDecodeError, OSError) as exc:
+            print(f"--photos: skipped {src.path}: {exc}", file=sys.stderr)
+            continue
+        photos.append(str(src.path.resolve()))
+    if not photos:
+        raise ValueError(f"--photos: no decodable photo under {', '.join(map(str, paths))}")
+    return tuple(sorted(set(photos)))
 
 
 def render_pool(jobs: int) -> ProcessPoolExecutor:
@@ -628,8 +669,10 @@ def render_pool(jobs: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(jobs, mp_context=ctx)
 
 
-def _work(seeds: int, first: int, parts: tuple[str, ...]) -> list[tuple[Any, tuple[str, int, int]]]:
-    photos = training_photos()
+def _work(
+    seeds: int, first: int, parts: tuple[str, ...], user: tuple[str, ...] = ()
+) -> list[tuple[Any, tuple[str, int, int]]]:
+    photos = training_photos(user)
     tune, extra = photos[: len(TUNE)], photos[len(TUNE) :]
     work: list[tuple[Any, tuple[str, int, int]]] = []
     for s in range(first, first + seeds):
@@ -643,13 +686,18 @@ def _work(seeds: int, first: int, parts: tuple[str, ...]) -> list[tuple[Any, tup
 
 
 def generate(
-    seeds: int, jobs: int, first: int = 0, parts: tuple[str, ...] = PARTS, partial: bool = False
+    seeds: int,
+    jobs: int,
+    first: int = 0,
+    parts: tuple[str, ...] = PARTS,
+    partial: bool = False,
+    user: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Render the training material: `base` = `_job` on the tune photos, `extra` = `_job` on the
-    EXTRA photos, `alt` = `_alt_job` on both. Every job is seeded on its own, so parts rendered
-    separately (and cached) give the same rows as one run. With `partial`, rows carry only
-    `_added_measures`."""
-    work = _work(seeds, first, parts)
+    EXTRA photos and the `user` ones, `alt` = `_alt_job` on all. Every job is seeded on its own, so
+    parts rendered separately (and cached) give the same rows as one run. With `partial`, rows carry
+    only `_added_measures`."""
+    work = _work(seeds, first, parts, user)
     with render_pool(jobs) as pool:
         if partial:
             futures = [pool.submit(_partial_job, fn, a) for fn, a in work]
@@ -665,18 +713,19 @@ def add_measures(rows: list[dict[str, Any]], jobs: int) -> int:
     if not lacks_added_measures(rows):
         return 0
     seeds = sorted({r["seed"] for r in rows})
+    user = tuple(sorted({r["photo"] for r in rows if os.path.isabs(r["photo"])}))
     parts = tuple(
         p
         for p, present in (
             ("base", any(r["photo"] in TUNE and r["src"] == "sim" for r in rows)),
-            ("extra", any(r["photo"] in EXTRA and r["src"] == "sim" for r in rows)),
+            ("extra", any(r["photo"] not in TUNE and r["src"] == "sim" for r in rows)),
             ("alt", any(r["src"].startswith("alt") for r in rows)),
         )
         if present
     )
     if seeds != list(range(seeds[0], seeds[-1] + 1)):
         raise ValueError("cache seeds are not consecutive; re-render it instead")
-    merge_added(rows, generate(len(seeds), jobs, seeds[0], parts, partial=True))
+    merge_added(rows, generate(len(seeds), jobs, seeds[0], parts, partial=True, user=user))
     return len(rows)
 
 
@@ -702,6 +751,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, nargs="+", default=[Path("/tmp/ggt-analyzer-fit.json")])
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    ap.add_argument(
+        "--photos",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="your own clean photos (files or folders), rendered with the `extra` and `alt` parts",
+    )
     ap.add_argument("--render-only", action="store_true", help="render into --cache, do not fit")
     ap.add_argument(
         "--add-measures",
@@ -718,6 +774,10 @@ def main(argv: list[str] | None = None) -> int:
         "--fresh-gates", action="store_true", help="choose the offset and gates afresh (no --prior)"
     )
     args = ap.parse_args(argv)
+    if args.photos and all(c.exists() for c in args.cache):
+        ap.error("--photos renders new training material: give a --cache file that does not exist yet")
+    if args.photos and not {"extra", "alt"} & set(args.parts):
+        ap.error("--photos are rendered by the `extra` and `alt` parts: include one of them in --parts")
     # Rendering is the slow part (~15 min on two cores for 32 seeds): it is cached, and may be split
     # over several caches (`--first-seed 0 --seeds 16 --cache a.json`, then 16/16/b.json, then both).
     if all(c.exists() for c in args.cache):
@@ -732,7 +792,10 @@ def main(argv: list[str] | None = None) -> int:
             rows += part
     else:
         t0 = time.time()
-        rows = generate(args.seeds, args.jobs, args.first_seed, tuple(args.parts))
+        user = find_user_photos(args.photos) if args.photos else ()
+        if user:
+            print(f"--photos: {len(user)} photos join the training photos", file=sys.stderr)
+        rows = generate(args.seeds, args.jobs, args.first_seed, tuple(args.parts), user=user)
         args.cache[0].write_text(json.dumps(rows))
         print(f"rendered {len(rows)} samples in {time.time() - t0:.0f} s", file=sys.stderr)
     if args.render_only:

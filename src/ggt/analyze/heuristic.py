@@ -63,6 +63,9 @@ class HeuristicConfig(BaseModel):
     # The patch classifier's second opinion on the category (`patchnet.py`); weights from `fit_patchnet`.
     patchnet: bool = True
     patchnet_weights: str | None = None
+    # A decision model refitted on the user's own clean photos (`python -m ggt.analyze.fit --photos DIR
+    # --out FILE`); the shipped `heuristic_model.json` when unset.
+    model: str | None = None
 
 
 # How the patch classifier joins the decision: its mean patch log-probabilities are added to the
@@ -175,14 +178,17 @@ def severities(m: dict[str, float], model: AnalyzerModel | None = None) -> dict[
     return sev
 
 
-def category_scores(sev: dict[str, float], m: dict[str, float]) -> dict[str, float]:
-    """One score in [0, 1] per scene category, `clean` included: the fitted model's probabilities.
+def category_scores(
+    sev: dict[str, float], m: dict[str, float], model: AnalyzerModel | None = None
+) -> dict[str, float]:
+    """One score in [0, 1] per scene category, `clean` included: the fitted model's probabilities
+    (`model`: the shipped one by default).
 
     `sev` is accepted for interface stability and not used: the model reads the measures directly,
     since the severities are themselves a function of them.
     """
     del sev
-    model = load_model()
+    model = model or load_model()
     probs = model.category_probabilities(model.features(m))
     if "patchnet_clean" not in m:
         return probs
@@ -230,13 +236,16 @@ class HeuristicAnalyzer:
         self.config = base.model_copy(update=overrides) if overrides else base
         if overrides:
             HeuristicConfig.model_validate(self.config.model_dump())
+        # A wrong model path is a configuration error: fail here, once, not on every photo.
+        load_model(self.config.model)
 
     def analyze(self, img: np.ndarray) -> DegradationReport:
         m = compute_measures(img)
         if self.config.patchnet:
             m.update(patch_probabilities(img, self.config.patchnet_weights))
-        sev = severities(m)
-        scores = category_scores(sev, m)
+        model = load_model(self.config.model)
+        sev = severities(m, model)
+        scores = category_scores(sev, m, model)
         category = self._category(scores, sev, m)
         # A photo judged clean gets no degradation list: its prompt must not ask to "remove" texture
         # that a measure mistook for mild noise (the measures are still in the report).
@@ -258,7 +267,7 @@ class HeuristicAnalyzer:
             # as it is. Called on the patch classifier's evidence, the measured severity can be
             # fainter than the gate; the gate is then the least severity consistent with the call.
             k = max(own, key=lambda d: sev.get(d, 0.0))
-            degradations[k] = max(sev.get(k, 0.0), load_model().gates.get(category, 0.0))
+            degradations[k] = max(sev.get(k, 0.0), model.gates.get(category, 0.0))
         if category == "old_photo" and "noise" in degradations:
             # Grain, not sensor noise, on film: the restoration instruction differs.
             degradations["film_grain"] = degradations.pop("noise")
@@ -283,7 +292,7 @@ class HeuristicAnalyzer:
         measures `m`, a `clean` outcome is overruled by evidence no clean photo shows
         (`model.strong_evidence`: a fully toned print, a recovered low-quality JPEG table)."""
         c = self.config
-        gates = load_model().gates if sev is not None else {}
+        gates = load_model(c.model).gates if sev is not None else {}
         if sev is not None:
             sev = gate_severities(sev, m)
         least = {

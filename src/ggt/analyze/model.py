@@ -168,7 +168,20 @@ class AnalyzerModel:
         return out
 
 
-@lru_cache(maxsize=4)
 def load_model(path: str | None = None) -> AnalyzerModel:
-    """The shipped model (parsed once per process)."""
-    return AnalyzerModel(json.loads(Path(path or MODEL_PATH).read_text()))
+    """The model at `path`, the shipped one by default (parsed once per process)."""
+    return _load_model(str(path) if path else None)  # one cache entry for `()` and `(None)`
+
+
+@lru_cache(maxsize=4)
+def _load_model(path: str | None) -> AnalyzerModel:
+    file = Path(path) if path else MODEL_PATH
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"analyzer model {file} not found: fit one with `python -m ggt.analyze.fit --photos DIR "
+            f"--out {file}`, or leave `analyze.heuristic.model` unset for the shipped model"
+        )
+    try:
+        return AnalyzerModel(json.loads(file.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"analyzer model {file} is not a model `ggt.analyze.fit` wrote: {exc!r}") from exc

@@ -75,6 +75,9 @@ def analyze(
         if cfg.vlm == "heuristic":
             from ggt.execute.ray_exec import mapper_for
 
+            # Its options and model file are checked once, here: a wrong one would fail every item.
+            HeuristicAnalyzer(HeuristicConfig(**cfg.heuristic))
+
             mapper = mapper_for(r, STAGE, "", bounded_map)  # local: the pool; ray: shards on the cluster
             outcomes = mapper(_analyze_file, ((i, p[0], cfg) for i, p in paths.items()), cfg.workers)
             _commit_all(r, outcomes, paths, len(todo), summary, progress)
