@@ -80,6 +80,7 @@ def test_keyboard_review_in_chromium(review_run: Path, tmp_path: Path) -> None:
         rows = wait_rows(review_run, 1)
         assert [(r["item_id"], r["decision"], r["reviewer"]) for r in rows] == [(order[0], "keep", "ann")]
         until(lambda: cur() == 1)
+        until(lambda: page.eval_on_selector("#img-hq", "e => e.dataset.item") == order[1])
 
         page.keyboard.press("r")
         page.wait_for_selector("#picker:not([hidden])")
@@ -128,8 +129,9 @@ def test_keyboard_review_in_chromium(review_run: Path, tmp_path: Path) -> None:
 
 
 def test_a_slow_picture_of_an_item_left_behind_never_replaces_the_current_one(review_run: Path) -> None:
-    """Arrow past an item whose pictures are slow to come: when they arrive, the view keeps showing
-    the item now selected (it used to show the stale pair under the new title)."""
+    """Arrow past an item whose pictures are slow to come: a decision before they show is refused, and
+    when they arrive the view keeps showing the item now selected (it used to show the stale pair
+    under the new title)."""
     app = create_app(review_run, reviewer="ann", token=TOKEN)
     slow: dict[str, str] = {}
 
@@ -146,12 +148,18 @@ def test_a_slow_picture_of_an_item_left_behind_never_replaces_the_current_one(re
         until(lambda: shown() == order[0])
         with page.expect_request(lambda r: f"/api/image/{order[1]}/" in r.url):
             page.keyboard.press("ArrowRight")  # to the slow item, whose pictures are now on their way
+        page.keyboard.press("a")  # a decision on pictures not yet shown: refused
+        until(lambda: "still loading" in (page.text_content("#status") or ""))
+        assert human_rows(review_run) == []
         page.keyboard.press("ArrowRight")  # and on before they arrive
         until(lambda: shown() == order[2])
         page.wait_for_timeout(2500)  # the slow pictures arrive
         assert shown() == order[2]
         assert (page.text_content("#i-title") or "").startswith(order[2])
         assert page.eval_on_selector("#list li.cur", "e => Number(e.dataset.i)") == 2
+        page.keyboard.press("a")
+        rows = wait_rows(review_run, 1)
+        assert [(r["item_id"], r["decision"]) for r in rows] == [(order[2], "keep")]
     assert problems == []
 
 

@@ -112,7 +112,7 @@ async function loadImages() {
   }
   const [lq, hq] = urls;
   $("img-lq").src = lq; $("over-lq").src = lq; $("img-hq").src = hq; $("over-hq").src = hq;
-  $("img-hq").dataset.item = it.item_id;
+  $("img-hq").dataset.item = it.item_id; $("img-hq").dataset.variant = it.variant;
   for (const u of S.blobs) URL.revokeObjectURL(u);  // the pictures just replaced
   S.blobs = urls;
   await Promise.all(["img-lq", "img-hq"].map((id) => $(id).decode().catch(() => null)));
@@ -228,6 +228,12 @@ function bindPan(pane) {
 async function decide(decision, reasons, note) {
   const it = S.items[S.idx];
   if (!it || S.busy) return;
+  // A decision is about the pictures on screen: none while the last pair's still stand in for this one's.
+  const shown = $("img-hq").dataset;
+  if (shown.item !== it.item_id || shown.variant !== it.variant) {
+    status("this pair's pictures are still loading: nothing saved");
+    return;
+  }
   S.busy = true;
   try {
     await api("/api/decision", { item_id: it.item_id, variant: it.variant, decision, reasons, note: note || null });
