@@ -237,15 +237,14 @@ class HeuristicAnalyzer:
         if overrides:
             HeuristicConfig.model_validate(self.config.model_dump())
         # A wrong model path is a configuration error: fail here, once, not on every photo.
-        load_model(self.config.model)
+        self.model = load_model(self.config.model)
 
     def analyze(self, img: np.ndarray) -> DegradationReport:
         m = compute_measures(img)
         if self.config.patchnet:
             m.update(patch_probabilities(img, self.config.patchnet_weights))
-        model = load_model(self.config.model)
-        sev = severities(m, model)
-        scores = category_scores(sev, m, model)
+        sev = severities(m, self.model)
+        scores = category_scores(sev, m, self.model)
         category = self._category(scores, sev, m)
         # A photo judged clean gets no degradation list: its prompt must not ask to "remove" texture
         # that a measure mistook for mild noise (the measures are still in the report).
@@ -267,7 +266,7 @@ class HeuristicAnalyzer:
             # as it is. Called on the patch classifier's evidence, the measured severity can be
             # fainter than the gate; the gate is then the least severity consistent with the call.
             k = max(own, key=lambda d: sev.get(d, 0.0))
-            degradations[k] = max(sev.get(k, 0.0), model.gates.get(category, 0.0))
+            degradations[k] = max(sev.get(k, 0.0), self.model.gates.get(category, 0.0))
         if category == "old_photo" and "noise" in degradations:
             # Grain, not sensor noise, on film: the restoration instruction differs.
             degradations["film_grain"] = degradations.pop("noise")
@@ -292,7 +291,7 @@ class HeuristicAnalyzer:
         measures `m`, a `clean` outcome is overruled by evidence no clean photo shows
         (`model.strong_evidence`: a fully toned print, a recovered low-quality JPEG table)."""
         c = self.config
-        gates = load_model(c.model).gates if sev is not None else {}
+        gates = self.model.gates if sev is not None else {}
         if sev is not None:
             sev = gate_severities(sev, m)
         least = {

@@ -765,10 +765,11 @@ GRID_CROP = 1024
 def jpeg_grid_spectrum(img: np.ndarray, noise: float | None = None) -> dict[str, float]:
     """How far a block grid stands out of the image's own structure, in the spectrum.
 
-    Each of the two `difference_profiles` is lifted once per block by block boundaries. Its spectrum, divided by its running median (the
-    content's smooth spectrum), peaks at the grid's frequency and harmonics; a peak counts only as
-    high as both axes show it (the smaller of the two), so a structure periodic along one axis only,
-    such as brick courses or text lines, does not count.
+    Each of the two `difference_profiles` is lifted once per block by block boundaries. Its
+    spectrum, divided by its running median (the content's smooth spectrum), peaks at the grid's
+    frequency and harmonics; a peak counts only as high as both axes show it (the smaller of the
+    two), so a structure periodic along one axis only, such as brick courses or text lines, does not
+    count.
 
     `jpeg_grid_peak` is the strongest peak at a multiple of 1/8 cycle per pixel: JPEG's 8x8 grid.
     Unlike `jpeg_quality`, which needs the exact quantisation steps, it survives what changes pixel
