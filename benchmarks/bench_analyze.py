@@ -1016,13 +1016,18 @@ def _interval(rows: list[dict[str, Any]], analyzer: HeuristicAnalyzer) -> tuple[
     return float(lo), float(hi)
 
 
-def _rates(rows: list[dict[str, Any]], analyzer: HeuristicAnalyzer, interval: bool) -> str:
-    """'top-1 accuracy A (n=N), clean rate C' for a section heading, with the photo-bootstrap
-    intervals of both if `interval`."""
-    conf = _confusion(rows, analyzer)
-    acc, n = _accuracy(conf)
+def _clean_rate(conf: dict[str, dict[str, int]]) -> float:
     clean = conf["clean"]
-    rate = clean["clean"] / max(1, sum(clean.values()))
+    return clean["clean"] / max(1, sum(clean.values()))
+
+
+def _rates(
+    conf: dict[str, dict[str, int]], rows: list[dict[str, Any]], analyzer: HeuristicAnalyzer, interval: bool
+) -> str:
+    """'top-1 accuracy A (n=N), clean rate C' of `conf` (the confusion of `rows`) for a section
+    heading, with the photo-bootstrap intervals of both if `interval`."""
+    acc, n = _accuracy(conf)
+    rate = _clean_rate(conf)
     if not interval:
         return f"top-1 accuracy {acc:.3f} (n={n}), clean rate {rate:.3f}"
     lo, hi = _interval(rows, analyzer)
@@ -1174,17 +1179,15 @@ def main(argv: list[str] | None = None) -> int:
         say("Both held-out sets together (scikit-image and PyPI photos, none ever used by the fit):\n")
         for src in ("sim", "own", "other"):
             part = [r for r in rows if r["photo"] in (*HELD_OUT, *pypi) and r["src"] in (src, "clean")]
-            say(f"- {src}: {_rates(part, an, True)}")
+            say(f"- {src}: {_rates(_confusion(part, an), part, an, True)}")
         say("")
     for label, photos in [*held_out_sets, ("all photos", PHOTO_NAMES)]:
         sub = [r for r in rows if r["photo"] in photos]
         for src in ("sim", "own", "other"):
             part = [r for r in sub if r["src"] in (src, "clean")]
             conf = _confusion(part, an)
-            acc = _accuracy(conf)[0]
-            clean = conf["clean"]
-            clean_rate = clean["clean"] / max(1, sum(clean.values()))
-            say(f"### {label}, {src} degradations: {_rates(part, an, label != 'all photos')}\n")
+            acc, clean_rate = _accuracy(conf)[0], _clean_rate(conf)
+            say(f"### {label}, {src} degradations: {_rates(conf, part, an, label != 'all photos')}\n")
             if src == "sim" and label != "PyPI photos":
                 pristine = [r for r in sub if r["src"] == "clean" and r["photo"] not in NOT_PRISTINE]
                 rate_p = sum(an._category(r["scores"], r["sev"], r["m"]) == "clean" for r in pristine) / max(
@@ -1223,8 +1226,7 @@ def main(argv: list[str] | None = None) -> int:
         for src in ("sim", "own", "other"):
             conf = _confusion([r for r in alone if r["photo"] in photos and r["src"] in (src, "clean")], an)
             cells.append(f"{_accuracy(conf)[0]:.3f}")
-        clean = conf["clean"]
-        cells.append(f"{clean['clean'] / max(1, sum(clean.values())):.3f}")
+        cells.append(f"{_clean_rate(conf):.3f}")
         say(f"| {label} | " + " | ".join(cells) + " |")
         summary.append(f"{label:16s} measures alone: sim/own/other/clean " + " ".join(cells))
     say("")

