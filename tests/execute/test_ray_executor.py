@@ -214,4 +214,13 @@ def test_driver_killed_then_rerun_commits_finished_shards_and_completes(ray_clus
     repeats = sum(n - 1 for n in stub_server.counts_by_body("gemini.generate").values())
     assert repeats <= 4
     assert len(list((run / "hq" / VARIANT).glob("*.png"))) == 12
+    calls = stub_server.count("gemini.generate")
     assert all((d / "committed").exists() for d in shards.iterdir() if (d / "done").exists())
+    # A driver killed between its last shard's store commit and the marker: nothing is pending, and the
+    # next run still sets the marker (else that shard stays "finished, not committed" for good).
+    last = next(d for d in shards.iterdir() if (d / "committed").exists())
+    (last / "committed").unlink()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (last / "committed").exists()
+    assert stub_server.count("gemini.generate") - calls == 0

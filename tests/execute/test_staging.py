@@ -14,7 +14,7 @@ from ggt.config import ExecuteConfig
 from ggt.execute import shards as sh
 from ggt.execute import staging as stg
 from ggt.execute.local import Outcome, item_outcome
-from ggt.execute.ray_exec import _item_shard, commit_rows
+from ggt.execute.ray_exec import _item_shard, commit_rows, mark_committed, settle_unplanned
 from ggt.execute.storage import Storage
 from ggt.store import RunStore
 
@@ -95,7 +95,7 @@ def test_staged_shard_round_trip_on_memory_storage(run, storage):
         "c": "done",
         "gone": "failed",
     }
-    stg.clean_outputs(storage, rel)
+    mark_committed(storage, rel)
     assert not storage.exists(f"{rel}/{stg.OUT}")
     # A second shard over the same inputs uploads nothing new.
     _, _, again, _ = _shard(run, storage, ids=("a", "b"), rel="synth/v/s2")
@@ -135,8 +135,7 @@ def test_driver_killed_after_download_before_commit_reruns_cleanly(run, storage)
     for _ in range(2):  # the rerun commits; a second rerun (killed before the marker) commits again
         rows, _ = commit_rows(run, storage, rel)
         sh.commit_outcome_rows(run.store, "synth", "v", rows)
-    storage.write_text(f"{rel}/{sh.COMMITTED}", "")
-    stg.clean_outputs(storage, rel)
+    mark_committed(storage, rel)
     assert (run.root / "hq/v/b.png").read_bytes() == b"BETA"
     assert run.store.scalar("SELECT COUNT(*) FROM stage_results WHERE status='done'") == 2
     assert run.store.scalar("SELECT COUNT(*) FROM attempts") == 2  # no duplicates
@@ -185,3 +184,23 @@ def test_memory_storage_is_refused_for_ray_workers(tmp_path):
     with pytest.raises(ConfigError, match="Ray workers cannot reach it"):
         shard_storage(r, ExecuteConfig(executor="ray", storage="memory://ggt-x/shards"))
     assert shard_storage(r, ExecuteConfig(executor="ray")).local_path() == (tmp_path / "shards").resolve()
+
+
+def test_a_shard_committed_to_the_store_but_not_marked_is_marked_at_the_end_of_the_next_run(run, storage):
+    """A driver killed between a shard's store commit and its marker: the items are settled, so no rerun
+    plans that shard again; the rerun's end marks it, and leaves every other shard as it is."""
+    killed, *_ = _shard(run, storage, ids=("a", "b"), rel="synth/v/killed")
+    rows, _ = commit_rows(run, storage, killed)
+    sh.commit_outcome_rows(run.store, "synth", "v", rows)  # ...and the driver dies here
+    planned, *_ = _shard(run, storage, ids=("c",), rel="synth/v/planned")  # this run's own, done
+    done_before, *_ = _shard(run, storage, ids=("c",), rel="synth/v/marked")
+    mark_committed(storage, done_before)
+    storage.write_bytes("synth/v/running/spec.pkl", b"")  # no result yet
+    assert storage.exists(f"{killed}/{stg.OUT}")
+
+    assert settle_unplanned(storage, "synth/v", {planned}) == [killed]
+    assert storage.exists(f"{killed}/{sh.COMMITTED}") and not storage.exists(f"{killed}/{stg.OUT}")
+    assert not storage.exists(f"{planned}/{sh.COMMITTED}") and storage.exists(f"{planned}/{stg.OUT}")
+    assert not storage.exists(f"synth/v/running/{sh.COMMITTED}")
+    assert settle_unplanned(storage, "synth/v", {planned}) == []
+    assert settle_unplanned(storage, "synth/elsewhere", set()) == []

@@ -140,6 +140,39 @@ def _maybe_die(settled: int) -> None:
 # -- per-item stages (analyze, classical synth, QC metrics) -------------------------------------------------
 
 
+SCRATCH = "scratch.sqlite"  # an API shard's engine store, in the shard folder (with its -wal and -shm)
+
+
+def mark_committed(storage: Storage, rel: str) -> None:
+    """Say that the shard's rows are in the store, and drop what only running it again would need."""
+    storage.write_text(f"{rel}/{sh.COMMITTED}", "")
+    for name in (SCRATCH, f"{SCRATCH}-wal", f"{SCRATCH}-shm", stg.OUT):
+        storage.rm(f"{rel}/{name}")
+
+
+def settle_unplanned(storage: Storage, base: str, planned: set[str]) -> list[str]:
+    """Mark committed the finished, uncommitted shards under `base` that this run did not plan; their
+    rels, sorted.
+
+    A driver killed between a shard's store commit and its marker leaves one: its items are settled, so
+    no rerun plans it again. So does a task of a killed driver that finished after a rerun had redone its
+    items in other shards (the rerun paid nothing twice, thanks to the request cache, but the ledger
+    does not see that task's spend). Either way its result must never be committed later, over newer
+    results; marked, a later plan that reaches its rel again runs it afresh."""
+    settled = []
+    for name in storage.listdir(base):
+        rel = f"{base}/{name}"
+        if (
+            rel in planned
+            or not storage.exists(f"{rel}/{sh.DONE}")
+            or storage.exists(f"{rel}/{sh.COMMITTED}")
+        ):
+            continue
+        mark_committed(storage, rel)
+        settled.append(rel)
+    return settled
+
+
 def _item_shard(storage_url: str, rel: str) -> dict[str, int]:
     """A Ray task: run the spec's per-item function over its items; write the result file and done."""
     import cloudpickle
@@ -210,14 +243,14 @@ def map_items(
     task = ray.remote(_item_shard).options(**_resources(ex, stage))
     limit = _max_in_flight(ray, ex)
     in_flight: dict[Any, tuple[str, list[str]]] = {}
+    planned: set[str] = set()
     staged = stg.is_staged(ex, storage)
     uploader, roots = stg.Uploader(storage, r.root), stg.run_roots(r.root)
 
     def commit(rel: str) -> list[Outcome]:
         rows, _ = commit_rows(r, storage, rel)
         outcomes = sh.commit_outcome_rows(r.store, stage, variant, rows)
-        storage.write_text(f"{rel}/{sh.COMMITTED}", "")
-        stg.clean_outputs(storage, rel)
+        mark_committed(storage, rel)
         return outcomes
 
     def finish(ready: list[Any]) -> Iterator[Outcome]:
@@ -248,6 +281,7 @@ def map_items(
         if chunk:
             sid = sh.shard_id(stage, variant, fn, chunk)
             rel = f"{base}/{sid}"
+            planned.add(rel)
             ids = [str(a[0]) for a in chunk]
             if storage.exists(f"{rel}/{sh.COMMITTED}"):
                 # Committed before, yet its items are pending again (they failed): run it afresh.
@@ -264,6 +298,7 @@ def map_items(
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=None)
             yield from finish(ready)
         if nxt is None and not in_flight:
+            settle_unplanned(storage, base, planned)
             return
 
 
@@ -322,7 +357,7 @@ def _api_shard(storage_url: str, rel: str, actor_name: str, budget_usd: float | 
         tmp = tempfile.TemporaryDirectory(prefix="ggt-shard-")
         local = Path(tmp.name)
     local.mkdir(parents=True, exist_ok=True)
-    scratch = RunStore(local / "scratch.sqlite")
+    scratch = RunStore(local / SCRATCH)
     scratch.conn.execute("PRAGMA foreign_keys=OFF")  # its items live in the driver's store only
     cache_url = spec.get("cache_url")
     staged = bool(spec.get("staged"))
@@ -397,18 +432,21 @@ def run_synth_api(
 
     # The driver-side checks (model named, price known for a budget) and the estimate, with no call made.
     _run_api(r, cfg, variant, rows, summary, budget_usd, True, None)
-    if dry_run or not rows:
+    if dry_run:
         return
     ex = settings(r)
+    storage = shard_storage(r, ex)
+    base = sh.stage_dir(STAGE, variant)
+    if not rows:  # nothing to run, but a driver killed before its last marker may have left one to set
+        settle_unplanned(storage, base, set())
+        return
     ray = connect(ex)
     import cloudpickle
 
-    storage = shard_storage(r, ex)
     staged = stg.is_staged(ex, storage)
     # On a (shared) file system the stage's own cache folder (RUN/cache or synth.cache_dir) serves every
     # worker; on an object store, or when workers cannot see the run folder, the cache lives beside the shards.
     cache_url = f"{storage.url.rstrip('/')}/cache" if staged or not storage.is_local else None
-    base = sh.stage_dir(STAGE, variant)
     plan: list[tuple[str, list[str], list[dict[str, Any]]]] = []
     for i in range(0, len(rows), ex.shard_size):
         chunk = [dict(row) for row in rows[i : i + ex.shard_size]]
@@ -431,9 +469,7 @@ def run_synth_api(
         t = time.perf_counter()
         out, meta = commit_rows(r, storage, rel)  # a staged shard's HQ files land before its rows
         sh.commit_engine_rows(r.store, STAGE, variant, out, meta.get("cache_index") or [])
-        storage.write_text(f"{rel}/{sh.COMMITTED}", "")
-        for name in ("scratch.sqlite", "scratch.sqlite-wal", "scratch.sqlite-shm", stg.OUT):
-            storage.rm(f"{rel}/{name}")
+        mark_committed(storage, rel)
         STATS["shards"] += 1
         STATS["commit_s"] += time.perf_counter() - t
         for k, v in (meta.get("timing") or {}).items():
@@ -520,6 +556,7 @@ def run_synth_api(
                 progress(min(len(rows), base_done + snap["done"]), len(rows), spent_usd=snap["spent_usd"])
     finally:
         ray.kill(actor)
+    settle_unplanned(storage, base, {rel for rel, _, _ in plan})
     summary.failures = failures
     summary.pending = max(0, len(rows) - summary.done - summary.failed)
     if progress:

@@ -247,7 +247,3 @@ def restore_rows(rows: list[dict[str, Any]], lost: Mapping[str, str], run_root: 
             row.update(status="failed", result="{}", reason=LOST, message=lost[row["item_id"]])
         out.append(row)
     return out
-
-
-def clean_outputs(storage: Storage, rel: str) -> None:
-    storage.rm(f"{rel}/{OUT}")
