@@ -158,7 +158,8 @@ def settle_unplanned(storage: Storage, base: str, planned: set[str]) -> list[str
     no rerun plans it again. So does a task of a killed driver that finished after a rerun had redone its
     items in other shards (the rerun paid nothing twice, thanks to the request cache, but the ledger
     does not see that task's spend). Either way its result must never be committed later, over newer
-    results; marked, a later plan that reaches its rel again runs it afresh."""
+    results; marked, a later plan that reaches its rel again runs it afresh. Called when this run's own
+    shards are all settled, so it assumes no other planner of the stage and variant is running."""
     settled = []
     for name in storage.listdir(base):
         rel = f"{base}/{name}"
