@@ -13,7 +13,7 @@ import pytest
 from ggt.analyze import calibration as C
 from ggt.analyze.heuristic import category_scores, severities
 from ggt.analyze.measures import compute_measures
-from ggt.analyze.model import MODEL_PATH, load_model
+from ggt.analyze.model import MODEL_PATH, AnalyzerModel, load_model, mlp_forward
 
 
 def test_shipped_model_is_small_and_complete() -> None:
@@ -96,10 +96,66 @@ def test_fit_is_reproducible_on_synthetic_rows(monkeypatch: pytest.MonkeyPatch) 
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 20 iterations do not converge, by design
-        a = fit_all(rows, seed=0)
-        b = fit_all(rows, seed=0)
+        a = fit_all(rows, seeds=(0,))
+        b = fit_all(rows, seeds=(0,))
+        pair = fit_all(rows, seeds=(0, 1))
     assert json.dumps(a) == json.dumps(b)
     assert a["transform"]["names"] == base.names  # same feature set as the shipped model
+
+    # An ensemble averages its members' probabilities and severity outputs, then applies the clean
+    # offset it was gated with.
+    assert (
+        len(pair["classifier"]["members"]) == 2
+        and pair["classifier"]["members"][0] == a["classifier"]["members"][0]
+    )
+    model = AnalyzerModel(pair)
+    z = model.features(rows[3]["m"])
+    singles = []
+    for k in range(2):
+        one = json.loads(json.dumps(pair))
+        one["classifier"]["members"] = [pair["classifier"]["members"][k]]
+        one["classifier"]["clean_offset"] = 0.0
+        singles.append(AnalyzerModel(one).category_probabilities(z))
+    mean = {c: (singles[0][c] + singles[1][c]) / 2 for c in CATEGORIES}
+    boost = np.exp(pair["classifier"]["clean_offset"])
+    want = {c: mean[c] * (boost if c == "clean" else 1.0) for c in CATEGORIES}
+    got = model.category_probabilities(z)
+    assert all(abs(got[c] - want[c] / sum(want.values())) < 1e-9 for c in CATEGORIES)
+    # Members fitted by a pool (`jobs`) are the same members in the same order.
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(fit, "render_pool", ThreadPoolExecutor)  # the path in-process, MAX_ITER as set
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert json.dumps(fit_all(rows, seeds=(0, 1), jobs=2)) == json.dumps(pair)
+    blur = pair["severity"]["blur"]
+    raw = np.mean([mlp_forward(layers, z, "tanh")[0] for layers in blur["members"]])
+    assert model.severities(z, rows[3]["m"])["blur"] == pytest.approx(
+        float(np.clip(np.interp(raw, blur["calib_x"], blur["calib_y"]), 0, 1))
+    )
+
+
+def test_a_single_perceptron_model_reads_as_before() -> None:
+    # Models fitted before ensembles keep one `layers` per part, the clean offset inside the last bias:
+    # the same perceptron written as a one-member ensemble with the offset apart reads the same.
+    params = json.loads(MODEL_PATH.read_text())
+    clf = params["classifier"]
+    clean, offset = clf["classes"].index("clean"), 1.5
+    plain = json.loads(json.dumps(clf["members"][0] if "members" in clf else clf["layers"]))
+    baked = json.loads(json.dumps(plain))
+    baked[-1]["b"][clean] += offset
+    bare = {k: v for k, v in clf.items() if k not in ("layers", "members")}
+    old = AnalyzerModel({**params, "classifier": {**bare, "layers": baked}})
+    new = AnalyzerModel({**params, "classifier": {**bare, "members": [plain], "clean_offset": offset}})
+    z = old.features(compute_measures(np.random.default_rng(2).uniform(0, 1, (64, 64, 3)).astype(np.float32)))
+    a, b = old.category_probabilities(z), new.category_probabilities(z)
+    assert all(abs(a[c] - b[c]) < 1e-9 for c in a)
+    assert (
+        a["clean"]
+        > AnalyzerModel({**params, "classifier": {**bare, "layers": plain}}).category_probabilities(z)[
+            "clean"
+        ]
+    )
 
 
 def test_shipped_model_has_evidence_gates() -> None:

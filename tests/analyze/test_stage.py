@@ -126,7 +126,8 @@ def _never_clean_model(path):
     params = json.loads(MODEL_PATH.read_text())
     clf = params["classifier"]
     clf["gates"] = dict.fromkeys(clf["gates"], 0.0)
-    clf["layers"][-1]["b"][clf["classes"].index("clean")] -= 100.0
+    for layers in clf["members"] if "members" in clf else [clf["layers"]]:
+        layers[-1]["b"][clf["classes"].index("clean")] -= 100.0
     path.write_text(json.dumps(params))
     return path
 

@@ -10,7 +10,9 @@ Pipeline: engineered features from the measure dict -> per-feature log (heavy-ta
 standardisation, clipped so that a photo unlike any training photo cannot push one feature to an
 extreme -> a one-hidden-layer perceptron with softmax for the category; per severity key a small
 perceptron regressor (noise: the Immerkaer estimate alone, which ranks best on unseen scenes), then a
-monotone piecewise-linear calibration onto the physical severity scale of `ggt.degrade.severity`.
+monotone piecewise-linear calibration onto the physical severity scale of `ggt.degrade.severity`. A
+model fitted with `fit --members K` holds K perceptrons per part, fitted at different seeds, and
+averages them.
 """
 
 from __future__ import annotations
@@ -150,22 +152,37 @@ class AnalyzerModel:
 
     def category_probabilities(self, z: np.ndarray) -> dict[str, float]:
         c = self.params["classifier"]
-        logits = mlp_forward(c["layers"], z, c["activation"])
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
+        p = np.mean([_softmax(mlp_forward(layers, z, c["activation"])) for layers in _members(c)], axis=0)
+        if "members" in c:  # a single-perceptron model (`layers`) carries the offset in its last bias
+            p[self.categories.index("clean")] *= math.exp(float(c.get("clean_offset", 0.0)))
+            p /= p.sum()
         return {k: float(v) for k, v in zip(self.categories, p, strict=True)}
 
     def severities(self, z: np.ndarray, m: dict[str, float]) -> dict[str, float]:
-        """Severities from the features `z` of the measures `m`: a regressor's output, or for keys
-        whose own estimator ranks best alone (noise), that measure, then the monotone calibration."""
+        """Severities from the features `z` of the measures `m`: a regressor's output (its members'
+        mean), or for keys whose own estimator ranks best alone (noise), that measure, then the
+        monotone calibration."""
         out: dict[str, float] = {}
         for key, reg in self.params["severity"].items():
             if "measure" in reg:
                 raw = float(m.get(reg["measure"], 0.0))
             else:
-                raw = float(mlp_forward(reg["layers"], z, reg["activation"])[0])
+                raw = float(
+                    np.mean([mlp_forward(layers, z, reg["activation"])[0] for layers in _members(reg)])
+                )
             out[key] = float(np.clip(np.interp(raw, reg["calib_x"], reg["calib_y"]), 0.0, 1.0))
         return out
+
+
+def _members(part: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The perceptrons of a classifier or regressor: an ensemble's `members`, or the one `layers` of a
+    model fitted before ensembles."""
+    return part["members"] if "members" in part else [part["layers"]]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    p = np.exp(logits - logits.max())
+    return p / p.sum()
 
 
 def load_model(path: str | None = None) -> AnalyzerModel:
