@@ -75,18 +75,14 @@ def test_severity_ranks_strength(key: str, make, photo_crop) -> None:  # type: i
     assert got[0] < got[1] < got[2], got
 
 
-def test_fit_is_reproducible_on_synthetic_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ggt.analyze import fit  # fitting needs scikit-learn, part of the dev extra
-    from ggt.analyze.fit import CATEGORIES, SEVERITY_KEYS, TUNE, fit_all
+def _synthetic_rows() -> list[dict]:
+    """Measure vectors around the shipped model's feature means, one class per offset, on the eight
+    tune photos: enough to exercise every code path of the fit in well under a second."""
+    from ggt.analyze.fit import CATEGORIES, SEVERITY_KEYS, TUNE
 
-    monkeypatch.setattr(fit, "MAX_ITER", 20)  # the code path, not a converged model
-
-    base = load_model()
     rng = np.random.default_rng(0)
-    rows = []
-    # Measure vectors around the shipped model's feature means, one class per offset: enough to
-    # exercise every code path of the fit in well under a second.
     template = compute_measures(np.random.default_rng(1).uniform(0, 1, (96, 96, 3)).astype(np.float32))
+    rows = []
     for i in range(140):
         m = {k: float(v * rng.uniform(0.5, 1.5)) for k, v in template.items()}
         m["noise_sigma"] = float(rng.uniform(0, 0.2))
@@ -94,11 +90,41 @@ def test_fit_is_reproducible_on_synthetic_rows(monkeypatch: pytest.MonkeyPatch) 
         rows.append(
             {"photo": TUNE[i % 8], "seed": i % 3, "src": "sim", "cat": CATEGORIES[i % 7], "t": t, "m": m}
         )
+    return rows
+
+
+def test_fit_refuses_rows_it_cannot_fit_out_of_photo() -> None:
+    from ggt.analyze.fit import TUNE, fit_all
+
+    rows = _synthetic_rows()
+    with pytest.raises(ValueError, match="rows from 3 photos: the out-of-photo fit needs at least 4"):
+        fit_all([r for r in rows if r["photo"] in TUNE[:3]])
+    # Rows of the `alt` part alone carry no severity targets (only `base` and `extra` render them).
+    with pytest.raises(ValueError, match=r"0 rows from 0 photos carry a \w+ severity target.*`--parts`"):
+        fit_all([{**r, "t": {}} for r in rows])
+    # A regressed key needs rows from as many photos as there are folds (here 4).
+    targets_on_two = [{**r, "t": r["t"] if r["photo"] in TUNE[:2] else {}} for r in rows]
+    with pytest.raises(
+        ValueError, match=r"rows from 2 photos carry a \w+ severity target; its calibration needs rows from 4"
+    ):
+        fit_all(targets_on_two)
+
+
+def test_fit_is_reproducible_on_synthetic_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ggt.analyze import fit  # fitting needs scikit-learn, part of the dev extra
+    from ggt.analyze.fit import CATEGORIES, fit_all
+
+    monkeypatch.setattr(fit, "MAX_ITER", 20)  # the code path, not a converged model
+
+    base = load_model()
+    rows = _synthetic_rows()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 20 iterations do not converge, by design
         a = fit_all(rows, seeds=(0,))
         b = fit_all(rows, seeds=(0,))
-        pair = fit_all(rows, seeds=(0, 1))
+        steps: list[tuple[int, int]] = []
+        pair = fit_all(rows, seeds=(0, 1), progress=lambda done, total: steps.append((done, total)))
+    assert steps == [(0, 2), (1, 2), (2, 2)]
     assert json.dumps(a) == json.dumps(b)
     assert a["transform"]["names"] == base.names  # same feature set as the shipped model
 
@@ -127,7 +153,9 @@ def test_fit_is_reproducible_on_synthetic_rows(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(fit, "render_pool", ThreadPoolExecutor)  # the path in-process, MAX_ITER as set
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert json.dumps(fit_all(rows, seeds=(0, 1), jobs=2)) == json.dumps(pair)
+        steps.clear()
+        pooled = fit_all(rows, seeds=(0, 1), jobs=2, progress=lambda done, total: steps.append((done, total)))
+    assert json.dumps(pooled) == json.dumps(pair) and steps == [(0, 2), (1, 2), (2, 2)]
     blur = pair["severity"]["blur"]
     raw = np.mean([mlp_forward(layers, z, "tanh")[0] for layers in blur["members"]])
     assert model.severities(z, rows[3]["m"])["blur"] == pytest.approx(
@@ -246,8 +274,11 @@ def test_fit_command_renders_and_fits_a_small_config(tmp_path) -> None:  # type:
     assert {r["photo"] for r in rows} == set(fit.TUNE) | set(fit.EXTRA)
     assert {r["src"] for r in rows} >= {"alt_clean", "alt_rain", "alt_old_photo"}
     # Rendering again gives the same rows (seeded per photo and seed).
-    again = fit.generate(1, 2, 0, ("alt",))
+    steps: list[tuple[int, int]] = []
+    again = fit.generate(1, 2, 0, ("alt",), progress=lambda done, total: steps.append((done, total)))
     assert json.dumps(again) == json.dumps(rows)
+    jobs = len(fit.TUNE) + len(fit.EXTRA)  # one per photo at one seed
+    assert steps == [(k, jobs) for k in range(jobs + 1)]
 
 
 @pytest.mark.slow

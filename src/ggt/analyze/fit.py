@@ -52,16 +52,18 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from rich.console import Console
 
 from ggt.analyze import calibration
 from ggt.analyze.measures import compute_measures, jpeg_grid_spectrum, noise_sigma, rain_lines, vignetting
 from ggt.analyze.model import AnalyzerModel, raw_features
+from ggt.progress import ProgressFn, progress_bar
 
 TUNE = ("astronaut", "camera", "chelsea", "coins", "brick", "grass", "page", "rocket")
 # More scenes for the fit, from files other installed packages ship (none is a scikit-image photo the
@@ -544,9 +546,11 @@ def fit_all(
     seeds: tuple[int, ...] = (0,),
     prior: tuple[float, dict[str, float]] | None = None,
     jobs: int = 1,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """The whole model fitted on `rows`, an ensemble of one member per seed (`_fit_member`; `jobs`
-    members at a time); `prior`: the clean offset and gates of the model it replaces (see `fit_gates`).
+    members at a time, `progress(done, total)` after each); `prior`: the clean offset and gates of the
+    model it replaces (see `fit_gates`).
     The members' probabilities and severity outputs are averaged, and the calibrations, offset and
     gates are fitted once, on the averaged out-of-photo predictions."""
     params: dict[str, Any] = {
@@ -567,9 +571,20 @@ def fit_all(
     y = np.array([r["cat"] for r in lab])
     groups = np.array([r["photo"] for r in lab])
     folds = min(5, len(set(groups.tolist())) // 2)
+    if folds < 2:
+        raise ValueError(
+            f"rows from {len(set(groups.tolist()))} photos: the out-of-photo fit needs at least 4"
+        )
     sev: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for key in SEVERITY_KEYS:
         sub = [r for r in rows if key in r["t"]]
+        photos, need = len({r["photo"] for r in sub}), 1 if key in SINGLE_MEASURE else folds
+        if photos < need:
+            # Only `_job` (the `base` and `extra` parts) renders degradations with severity targets.
+            raise ValueError(
+                f"{len(sub)} rows from {photos} photos carry a {key} severity target; its calibration needs "
+                f"rows from {need}: render the `base` or `extra` part too (`--parts`), not `alt` alone"
+            )
         ys = np.array([r["t"][key] for r in sub])
         if key in SINGLE_MEASURE:
             # On leave-photos-out CV the regressor ranked noise no better than the Immerkaer estimate
@@ -584,9 +599,15 @@ def fit_all(
     args = [(x, y, groups, sev, folds, s) for s in seeds]
     if jobs > 1 and len(seeds) > 1:
         with render_pool(min(jobs, len(seeds))) as pool:
-            members = list(pool.map(_fit_member, *zip(*args, strict=True)))
+            members = _collect([pool.submit(_fit_member, *a) for a in args], progress)
     else:
-        members = [_fit_member(*a) for a in args]
+        members = []
+        if progress:
+            progress(0, len(args))
+        for a in args:
+            members.append(_fit_member(*a))
+            if progress:
+                progress(len(members), len(args))
     for key, (_, ys, _) in sev.items():
         # The calibration is fitted on out-of-photo predictions, as the model will see new photos.
         cx, cy = _calibration(np.mean([m["sev"][key][0] for m in members], axis=0), ys)
@@ -730,18 +751,28 @@ def generate(
     parts: tuple[str, ...] = PARTS,
     partial: bool = False,
     user: tuple[str, ...] = (),
+    progress: ProgressFn | None = None,
 ) -> list[dict[str, Any]]:
     """Render the training material: `base` = `_job` on the tune photos, `extra` = `_job` on the
     EXTRA photos and the `user` ones, `alt` = `_alt_job` on all. Every job is seeded on its own, so
     parts rendered separately (and cached) give the same rows as one run. With `partial`, rows carry
-    only `_added_measures`."""
+    only `_added_measures`. `progress(done, total)` after each photo and seed."""
     work = _work(seeds, first, parts, user)
     with render_pool(jobs) as pool:
         if partial:
             futures = [pool.submit(_partial_job, fn, a) for fn, a in work]
         else:
             futures = [pool.submit(fn, a) for fn, a in work]
-        return [r for f in futures for r in f.result()]
+        return [r for chunk in _collect(futures, progress) for r in chunk]
+
+
+def _collect(futures: list[Future], progress: ProgressFn | None) -> list[Any]:
+    """The futures' results in submission order, reporting `progress(done, total)` as they finish."""
+    if progress:
+        progress(0, len(futures))
+        for done, _ in enumerate(as_completed(futures), 1):
+            progress(done, len(futures))
+    return [f.result() for f in futures]
 
 
 def add_measures(rows: list[dict[str, Any]], jobs: int) -> int:
@@ -818,6 +849,7 @@ def main(argv: list[str] | None = None) -> int:
         help="perceptrons per classifier and regressor, at seeds 0.. (averaged: see MEMBERS)",
     )
     args = ap.parse_args(argv)
+    console = Console(stderr=True)
     if args.photos and all(c.exists() for c in args.cache):
         ap.error("--photos renders new training material: give a --cache file that does not exist yet")
     if args.photos and not {"extra", "alt"} & set(args.parts):
@@ -839,7 +871,10 @@ def main(argv: list[str] | None = None) -> int:
         user = find_user_photos(args.photos) if args.photos else ()
         if user:
             print(f"--photos: {len(user)} photos join the training photos", file=sys.stderr)
-        rows = generate(args.seeds, args.jobs, args.first_seed, tuple(args.parts), user=user)
+        with progress_bar("rendering (photo x seed)", console) as update:
+            rows = generate(
+                args.seeds, args.jobs, args.first_seed, tuple(args.parts), user=user, progress=update
+            )
         args.cache[0].write_text(json.dumps(rows))
         print(f"rendered {len(rows)} samples in {time.time() - t0:.0f} s", file=sys.stderr)
     if args.render_only:
@@ -848,7 +883,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.prior.exists() and not args.fresh_gates:
         old = json.loads(args.prior.read_text())["classifier"]
         prior = (float(old.get("clean_offset", 0.0)), dict(old.get("gates", {})))
-    model = fit_all(rows, tuple(range(args.members)), prior, args.jobs)
+    with progress_bar(f"fitting ({len(rows)} rows, members)", console) as update:
+        try:
+            model = fit_all(rows, tuple(range(args.members)), prior, args.jobs, update)
+        except ValueError as exc:
+            raise SystemExit(f"fit: {exc}") from None
     args.out.write_text(json.dumps(model, separators=(",", ":")) + "\n")
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)", file=sys.stderr)
     return 0
