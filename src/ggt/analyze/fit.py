@@ -570,11 +570,10 @@ def fit_all(
     x = _matrix(model, lab)
     y = np.array([r["cat"] for r in lab])
     groups = np.array([r["photo"] for r in lab])
-    folds = min(5, len(set(groups.tolist())) // 2)
+    n_photos = len(set(groups.tolist()))
+    folds = min(5, n_photos // 2)
     if folds < 2:
-        raise ValueError(
-            f"rows from {len(set(groups.tolist()))} photos: the out-of-photo fit needs at least 4"
-        )
+        raise ValueError(f"rows from {n_photos} photos: the out-of-photo fit needs at least 4")
     sev: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for key in SEVERITY_KEYS:
         sub = [r for r in rows if key in r["t"]]
