@@ -110,6 +110,19 @@ def test_fit_refuses_rows_it_cannot_fit_out_of_photo() -> None:
         fit_all(targets_on_two)
 
 
+def test_the_fit_takes_the_measures_this_code_computes() -> None:
+    from ggt.analyze.fit import feature_names, fit_transform
+
+    # A cache can hold a measure tried and dropped since (half the rows here), or lack an optional one.
+    rows = _synthetic_rows()
+    for r in rows[::2]:
+        r["m"] = {**r["m"], "hf_cliff": 3.0}
+    rows[1]["m"] = {k: v for k, v in rows[1]["m"].items() if k != "blur_sigma_min"}
+    names = fit_transform(rows)["names"]
+    assert names == feature_names() == load_model().names
+    assert "hf_cliff" not in names and "blur_sigma_min" in names
+
+
 def test_fit_is_reproducible_on_synthetic_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     from ggt.analyze import fit  # fitting needs scikit-learn, part of the dev extra
     from ggt.analyze.fit import CATEGORIES, fit_all

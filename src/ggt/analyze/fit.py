@@ -325,10 +325,21 @@ def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ fitting
 
 
+def feature_names() -> list[str]:
+    """The model inputs this code computes, whatever a cache's rows hold."""
+    # A textured probe: on a flat one the blur profile finds no edges and reports no widths.
+    probe = np.random.default_rng(0).random((128, 128, 3), dtype=np.float32)
+    return sorted(raw_features(compute_measures(probe)))
+
+
 def fit_transform(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per feature: log for non-negative heavy-tailed ones (densities, energies, sigmas), then z-score."""
     feats = [raw_features(r["m"]) for r in rows]
-    names = sorted(feats[0])
+    # The names this code computes, not the first row's keys: caches rendered by other code can hold a
+    # measure tried and dropped since, which newer caches lack. Zero-filled like an absent optional
+    # measure (no edges, no blur width), it would tell the perceptron which cache a row came from and
+    # be zero at every inference.
+    names = feature_names()
     x = np.array([[f.get(n, 0.0) for n in names] for f in feats], dtype=np.float64)
     log, offset, mean, std = [], [], [], []
     for j in range(x.shape[1]):
