@@ -718,20 +718,15 @@ def fetch_pypi_photos(
     return result
 
 
+def clean_names(fitted: bool | None = None) -> list[str]:
+    """The clean scenes in `PYPI_PHOTOS` order: all, or those the shipped decision model was (`True`)
+    or was not (`False`) fitted on."""
+    return [n for n, p in PYPI_PHOTOS.items() if p.shows is None and fitted in (None, p.fitted)]
+
+
 def held_out_names() -> list[str]:
-    """The clean scenes the shipped decision model was not fitted on, in `PYPI_PHOTOS` order."""
-    return [n for n, p in PYPI_PHOTOS.items() if _picked(p, fitted=False, held_out=True)]
-
-
-def _picked(spec: PypiPhoto, fitted: bool, held_out: bool) -> bool:
-    # Clean scenes only; of those, all, the fitted ones or the held-out ones.
-    if spec.shows is not None:
-        return False
-    if fitted:
-        return spec.fitted
-    if held_out:
-        return not spec.fitted
-    return True
+    """The clean scenes the shipped decision model was not fitted on: the benchmark's second set."""
+    return clean_names(fitted=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -746,18 +741,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     pick.add_argument(
         "--fitted",
-        action="store_true",
+        action="store_const",
+        const=True,
         help="only the shipped decision model's training scenes (to refit it)",
     )
     pick.add_argument(
         "--held-out",
-        action="store_true",
+        dest="fitted",
+        action="store_const",
+        const=False,
         help="only the clean scenes no shipped model was fitted on (the benchmark's second held-out set)",
     )
     args = ap.parse_args(argv)
-    names = args.only
-    if args.clean_only or args.fitted or args.held_out:
-        names = [n for n, p in PYPI_PHOTOS.items() if _picked(p, args.fitted, args.held_out)]
+    names = clean_names(args.fitted) if args.clean_only or args.fitted is not None else args.only
     result = fetch_pypi_photos(args.dest, names)
     width = max(map(len, PYPI_PHOTOS))
     for name, path in result.paths.items():

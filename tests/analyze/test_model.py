@@ -13,7 +13,7 @@ import pytest
 from ggt.analyze import calibration as C
 from ggt.analyze.heuristic import category_scores, severities
 from ggt.analyze.measures import compute_measures
-from ggt.analyze.model import MODEL_PATH, AnalyzerModel, load_model, mlp_forward
+from ggt.analyze.model import MODEL_PATH, AnalyzerModel, _members, load_model, mlp_forward
 from ggt.pypi_photos import PYPI_PHOTOS, held_out_names
 
 
@@ -186,7 +186,7 @@ def test_a_single_perceptron_model_reads_as_before() -> None:
     params = json.loads(MODEL_PATH.read_text())
     clf = params["classifier"]
     clean, offset = clf["classes"].index("clean"), 1.5
-    plain = json.loads(json.dumps(clf["members"][0] if "members" in clf else clf["layers"]))
+    plain = json.loads(json.dumps(_members(clf)[0]))
     baked = json.loads(json.dumps(plain))
     baked[-1]["b"][clean] += offset
     bare = {k: v for k, v in clf.items() if k not in ("layers", "members")}

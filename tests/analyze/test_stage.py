@@ -121,12 +121,12 @@ def test_inspect_json_lines_in_order_with_errors(tmp_path):
 
 def _never_clean_model(path):
     """The shipped model with `clean` out of the running: no gates, and its logit pushed far down."""
-    from ggt.analyze.model import MODEL_PATH
+    from ggt.analyze.model import MODEL_PATH, _members
 
     params = json.loads(MODEL_PATH.read_text())
     clf = params["classifier"]
     clf["gates"] = dict.fromkeys(clf["gates"], 0.0)
-    for layers in clf["members"] if "members" in clf else [clf["layers"]]:
+    for layers in _members(clf):
         layers[-1]["b"][clf["classes"].index("clean")] -= 100.0
     path.write_text(json.dumps(params))
     return path

@@ -382,9 +382,11 @@ REGRESSOR_ALPHA = 1.0
 # downscaled q 23 JPEG or a fully toned print read as clean.
 MAX_CLEAN_OFFSET = 2.0
 SINGLE_MEASURE = {"noise": "noise_sigma"}
-# Perceptrons per classifier and regressor (seeds 0..MEMBERS-1, averaged). The shipped model has one;
+# Perceptrons per classifier and regressor (seeds 0..MEMBERS-1, averaged). One by default, for a quick
+# refit; the shipped model was fitted with `--members 5` (docs/analyzer-accuracy.md has the command):
 # on the fourteenth session's 31-photo refit two single seeds read an unseen set's clean rate 0.923 and
-# 0.969, five averaged 0.938, at five times the fit time (15 min on two cores).
+# 0.969, five averaged 0.938 (fits later found to carry three stale inputs, `fit_transform`), at five
+# times the fit time.
 MEMBERS = 1
 MAX_ITER = 1500  # L-BFGS iterations of every perceptron fit
 
