@@ -213,11 +213,14 @@ def train(
     else:
         cfg = load_train_config(Path(config), overrides)
     d = ddp.setup(cfg.device)
+    finished = False
     try:
         with _run_lock(cfg.run_dir, d.main):
-            return _train(cfg, d, resume, progress, batch_hook, stop_after)
+            result = _train(cfg, d, resume, progress, batch_hook, stop_after)
+        finished = True
+        return result
     finally:
-        ddp.teardown(d)
+        ddp.teardown(d, finished)
 
 
 def _check_resume(cfg: TrainConfig, latest: Path, state: dict[str, Any], saved_config: Path) -> None:
