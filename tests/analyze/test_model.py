@@ -114,6 +114,21 @@ def test_fit_refuses_rows_it_cannot_fit_out_of_photo() -> None:
         fit_all(targets_on_two)
 
 
+def test_the_model_names_a_users_photos_without_their_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ggt.analyze import fit
+
+    monkeypatch.setattr(fit, "MAX_ITER", 20)  # the code path, not a converged model
+    rows = _synthetic_rows()
+    for r in rows:
+        if r["photo"] == fit.TUNE[0]:
+            r["photo"] = "/home/someone/private/holiday_042.jpg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = fit.fit_all(rows)
+    for photos in (model["fitted_on"]["photos"], model["classifier"]["cv"]["photos"]):
+        assert "holiday_042" in photos and not any("/" in p for p in photos) and fit.TUNE[1] in photos
+
+
 def test_the_fit_takes_the_measures_this_code_computes() -> None:
     from ggt.analyze.fit import feature_names, fit_transform
 

@@ -95,6 +95,12 @@ _STEP_CATEGORY = {
 }
 
 
+def _photo_label(name: str) -> str:
+    """How a training photo is named in the model file: a user's photo (`--photos`) by its file name
+    alone, since a model file is shared and its folders are nobody else's business."""
+    return Path(name).stem if os.path.isabs(name) else name
+
+
 def _photo(name: str) -> np.ndarray:
     if os.path.isabs(name):  # a user's photo (`--photos`)
         from ggt.analyze.measures import resize_max
@@ -569,7 +575,7 @@ def fit_all(
     params: dict[str, Any] = {
         "version": 1,
         "fitted_on": {
-            "photos": sorted({r["photo"] for r in rows}),
+            "photos": sorted({_photo_label(r["photo"]) for r in rows}),
             "samples": len(rows),
             "seeds": sorted({r["seed"] for r in rows}),
             "member_seeds": list(seeds),
@@ -668,7 +674,7 @@ def _fit_decision(
         "accuracy": round(float(np.mean(pred == y)), 4),
         "clean_rate": round(score[1], 4),
         "degraded_accuracy": round(score[2], 4),
-        "photos": sorted({r["photo"] for r in lab}),
+        "photos": sorted({_photo_label(r["photo"]) for r in lab}),
     }
     print(f"classifier (leave-photos-out CV, gated): {params['classifier']['cv']}", file=sys.stderr)
 
