@@ -129,6 +129,16 @@ def test_the_model_names_a_users_photos_without_their_folders(monkeypatch: pytes
         assert "holiday_042" in photos and not any("/" in p for p in photos) and fit.TUNE[1] in photos
 
 
+def test_caches_that_overlap_enter_the_fit_once(capsys) -> None:  # type: ignore[no-untyped-def]
+    from ggt.analyze.fit import unique_rows
+
+    rows = _synthetic_rows()
+    # Two `--photos` caches each hold the built-in photos' rows again (here the first 40).
+    got = unique_rows(rows + json.loads(json.dumps(rows[:40])) + json.loads(json.dumps(rows[:40])))
+    assert got == rows and "dropped 80 rows repeated" in capsys.readouterr().err
+    assert unique_rows(rows) == rows and capsys.readouterr().err == ""
+
+
 def test_the_fit_takes_the_measures_this_code_computes() -> None:
     from ggt.analyze.fit import feature_names, fit_transform
 

@@ -784,6 +784,22 @@ def generate(
         return [r for chunk in _collect(futures, progress) for r in chunk]
 
 
+def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with exact repeats dropped (the first kept), saying how many: caches rendered with
+    `--photos` re-render the built-in `extra`/`alt` photos too, so a fit over several such caches would
+    otherwise weigh those photos twice or more. Rendering is seeded, so a repeat is the whole row."""
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        key = json.dumps(r, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    if len(out) < len(rows):
+        print(f"dropped {len(rows) - len(out)} rows repeated across the caches", file=sys.stderr)
+    return out
+
+
 def _collect(futures: list[Future], progress: ProgressFn | None) -> list[Any]:
     """The futures' results in submission order, reporting `progress(done, total)` as they finish."""
     if progress:
@@ -884,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
                     c.write_text(json.dumps(part))
                     print(f"added measures to {c} in {time.time() - t0:.0f} s", file=sys.stderr)
             rows += part
+        rows = unique_rows(rows)
     else:
         t0 = time.time()
         user = find_user_photos(args.photos) if args.photos else ()
