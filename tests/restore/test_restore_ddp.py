@@ -43,3 +43,23 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
         ln.split(",")[2] for ln in (tmp_path / "ddp" / "t" / "train_log.csv").read_text().splitlines()[1:]
     ]
     assert len(lines) == 6
+
+
+def test_teardown_waits_for_the_peers_only_after_a_finished_run(monkeypatch):
+    """A finished rank waits at a barrier before leaving (so no rank exits while another still writes);
+    after an error it leaves at once, since a failed peer may never reach the barrier."""
+    from ggt.restore import ddp
+
+    calls: list[str] = []
+    monkeypatch.setattr(ddp.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(ddp.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(ddp.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    two = ddp.Dist(rank=1, local_rank=1, world=2)
+    ddp.teardown(two, finished=True)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    ddp.teardown(two, finished=False)
+    assert calls == ["destroy"]
+    calls.clear()
+    ddp.teardown(ddp.Dist(), finished=True)  # one process: no group to leave
+    assert calls == []
