@@ -176,11 +176,10 @@ NOTES = """### How to read these numbers
 - **Seventeenth session (2026-12-02): the shipped model on all 47 unseen PyPI photos; why
   social_media reads clean; a resampling measure that added nothing.** Nothing shipped; the model is
   the fifteenth session's. *The second held-out set* is now scored on all 47 photos the registry
-  holds out (the fifteenth session's 22 and the sixteenth's 25, none fitted): simulator 0.795
-  (0.750-0.832), own 0.864, other 0.865, clean 0.821 (0.732-0.896), against 0.816 / 0.876 / 0.879
-  and clean 0.850 on the first 22 alone; the 25 newer ones alone read simulator 0.776 (1241 of 1600
-  rows) and clean 0.796 (199 of 250). The figures of record fall with the larger sample, not with
-  any change. The scikit-image tables were re-rendered from scratch and equal the earlier ones to
+  holds out (the fifteenth session's 22 and the sixteenth's 25, none fitted; figures in the
+  paragraph above). The first 22 alone read as before (0.816 / 0.876 / 0.879, clean 0.850); the 25
+  newer ones alone read simulator 0.776 (1241 of 1600 rows) and clean 0.796 (199 of 250). The
+  figures of record fall with the larger sample, not with any change. The scikit-image tables were re-rendered from scratch and equal the earlier ones to
   the last digit.
   *Where social_media goes, on training scenes* (no held-out photo looked at): the eight tune photos in
   24 new draws each (crops the fit never made; preset seeds 10000-12307, some of which the fit's

@@ -9,6 +9,7 @@ import torch
 import yaml
 from restore_helpers import config, make_pairs
 
+from ggt.restore import ddp
 from ggt.restore.checkpoint import list_checkpoints, load_training_state
 from ggt.restore.train import train
 from ggt.restore.train_config import TrainConfig
@@ -48,8 +49,6 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
 def test_teardown_waits_for_the_peers_only_after_a_finished_run(monkeypatch):
     """A finished rank waits at a barrier before leaving (so no rank exits while another still writes);
     after an error it leaves at once, since a failed peer may never reach the barrier."""
-    from ggt.restore import ddp
-
     calls: list[str] = []
     monkeypatch.setattr(ddp.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(ddp.dist, "barrier", lambda: calls.append("barrier"))
