@@ -110,6 +110,42 @@ def test_fit_script_writes_weights_the_analyzer_reads(
     assert not (tmp_path / "y.npz").exists()
 
 
+def test_fit_script_trains_on_a_users_photos_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    import cv2
+
+    from ggt.analyze import fit_patchnet as F
+    from ggt.photos import load_photo
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    cv2.imwrite(str(mine / "street.png"), load_photo("astronaut")[::2, ::2, ::-1])
+    (mine / "broken.jpg").write_bytes(b"not a jpeg")
+    # Only the user's photo is rendered here (the built-in ones take a minute).
+    monkeypatch.setattr(F.fit, "TUNE", ())
+    monkeypatch.setattr(F.fit, "EXTRA", {})
+    cache, out = tmp_path / "patches.npz", tmp_path / "w.npz"
+    argv = ["--seeds", "1", "--epochs", "1", "--jobs", "1", "--photos", str(mine), "--cache", str(cache)]
+    assert F.main([*argv, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"--photos: skipped {mine / 'broken.jpg'}" in err
+    with np.load(cache) as d:
+        assert set(d["photo"]) == {str((mine / "street.png").resolve())}
+        assert set(np.unique(d["Y"])) == set(range(len(CATEGORIES)))
+    assert load_patchnet(str(out)).logits(np.zeros((1, PATCH, PATCH, 3), np.uint8)).shape == (1, 7)
+    # A cache holds the photos it was rendered from: new --photos need a new one.
+    with pytest.raises(SystemExit):
+        F.main([*argv, "--out", str(tmp_path / "again.npz")])
+    assert "--photos renders new training patches" in capsys.readouterr().err
+    assert not (tmp_path / "again.npz").exists()
+    (mine / "street.png").unlink()
+    with pytest.raises(SystemExit):
+        F.main([*argv[:-1], str(tmp_path / "new.npz"), "--out", str(tmp_path / "again.npz")])
+    assert f"--photos: no decodable photo under {mine}" in capsys.readouterr().err
+
+
 def test_shipped_net_tells_rain_from_the_clean_photo(photo_crop) -> None:  # type: ignore[no-untyped-def]
     img = photo_crop("coffee", 384)  # a photo the fit never saw
     rain = C.add_rain(img, np.random.default_rng(4), 0.8)[0]

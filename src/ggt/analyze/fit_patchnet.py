@@ -1,17 +1,19 @@
 """Fit the patch classifier (`patchnet.npz`) with PyTorch on rendered training patches.
 
     python -m ggt.analyze.fit_patchnet [--seeds 120] [--epochs 2] [--jobs 2] [--cache FILE]
-                                       [--exclude PHOTO ...] [--out FILE]
+                                       [--photos DIR ...] [--exclude PHOTO ...] [--out FILE]
 
-Renders, per training photo (`fit.TUNE` and `fit.EXTRA`) and training seed (below 1000, as
-`ggt.analyze.fit`), the same material as the decision model's fit: clean variants (as is, camera
-JPEG, mild denoise, resize, Pillow JPEG/WebP, sharpening), the simulator's six category presets, the
-independent renderers of `calibration` and `altrender`; four random 96 px patches of each image are
-kept (uint8; about 1250 patches per seed, 2.3 s of two cores). `--cache` keeps the rendered patches
-(an `.npz`) and reuses them. Training: AdamW with a one-cycle schedule, batch 128, class-balanced
-cross-entropy with label smoothing 0.05, random horizontal flips (not turns: rain falls near
-vertical). `--exclude` leaves photos out (the fold models used to choose how the analyzer weighs the
-net; docs/analyzer-accuracy.md). Needs torch (the `train` extra); inference (`patchnet.py`) does not.
+Renders, per training photo (`fit.TUNE` and `fit.EXTRA`, plus a user's clean `--photos` as
+`ggt.analyze.fit` takes them) and training seed (below 1000, as `ggt.analyze.fit`), the same
+material as the decision model's fit: clean variants (as is, camera JPEG, mild denoise, resize,
+Pillow JPEG/WebP, sharpening), the simulator's six category presets, the independent renderers of
+`calibration` and `altrender`; four random 96 px patches of each image are kept (uint8; about 1250
+patches per seed of the 13 built-in photos, 2.3 s of two cores). `--cache` keeps the rendered
+patches (an `.npz`) and reuses them. Training: AdamW with a one-cycle schedule, batch 128,
+class-balanced cross-entropy with label smoothing 0.05, random horizontal flips (not turns: rain
+falls near vertical). `--exclude` leaves photos out (the fold models used to choose how the analyzer
+weighs the net; docs/analyzer-accuracy.md). Needs torch (the `train` extra); inference
+(`patchnet.py`) does not.
 """
 
 from __future__ import annotations
@@ -80,9 +82,10 @@ def render_job(args: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs), np.asarray(ys, dtype=np.int8)
 
 
-def render(seeds: int, first: int, jobs: int) -> dict[str, np.ndarray]:
-    """Patches `X`, labels `Y` and photo names `photo` of every training photo and seed."""
-    work = [(n, i, s) for s in range(first, first + seeds) for n, i in fit.training_photos()]
+def render(seeds: int, first: int, jobs: int, user: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Patches `X`, labels `Y` and photo names `photo` of every training photo (the built-in ones and
+    `user`, absolute paths) and seed."""
+    work = [(n, i, s) for s in range(first, first + seeds) for n, i in fit.training_photos(user)]
     with fit.render_pool(jobs) as pool:
         parts = list(pool.map(render_job, work))
     return {
@@ -162,12 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
     ap.add_argument("--cache", type=Path, help="rendered patches (.npz), written once and reused")
+    ap.add_argument(
+        "--photos",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="your own clean photos (files or folders), as `ggt.analyze.fit --photos` takes them",
+    )
     ap.add_argument("--exclude", nargs="*", default=[], choices=PHOTOS, metavar="PHOTO")
     ap.add_argument("--out", type=Path, default=WEIGHTS_PATH)
     args = ap.parse_args(argv)
     if args.first_seed + args.seeds > 1000:
         ap.error("training seeds must stay below 1000 (the benchmark measures on 1000 and up)")
     seeds = np.arange(args.first_seed, args.first_seed + args.seeds)
+    if args.photos and args.cache and args.cache.exists():
+        ap.error("--photos renders new training patches: give a --cache file that does not exist yet")
     if args.cache and args.cache.exists():
         with np.load(args.cache) as d:
             data = {k: d[k] for k in d.files}
@@ -178,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     else:
         t0 = time.time()
-        data = {**render(args.seeds, args.first_seed, args.jobs), "seeds": seeds}
+        try:
+            user = fit.find_user_photos(args.photos) if args.photos else ()
+        except ValueError as exc:
+            ap.error(str(exc))
+        data = {**render(args.seeds, args.first_seed, args.jobs, user), "seeds": seeds}
         print(f"rendered {len(data['Y'])} patches in {time.time() - t0:.0f} s", file=sys.stderr)
         if args.cache:
             np.savez(args.cache, **data)
