@@ -384,7 +384,10 @@ def test_fit_renders_the_users_own_photos(tmp_path, monkeypatch: pytest.MonkeyPa
         fit.main([*argv, "--photos", str(mine)])
     with pytest.raises(SystemExit):  # `base` renders the built-in tune photos only
         fit.main(["--parts", "base", "--cache", str(tmp_path / "new.json"), "--photos", str(mine)])
-    with pytest.raises(ValueError, match="no decodable photo"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # a usage error, not a traceback, and nothing is written
         fit.main(
             ["--parts", "extra", "--cache", str(tmp_path / "new.json"), "--photos", str(mine / "broken.jpg")]
         )
+    assert f"--photos: no decodable photo under {mine / 'broken.jpg'}" in capsys.readouterr().err
+    assert not (tmp_path / "new.json").exists()

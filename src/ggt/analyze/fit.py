@@ -903,7 +903,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = unique_rows(rows)
     else:
         t0 = time.time()
-        user = find_user_photos(args.photos) if args.photos else ()
+        try:
+            user = find_user_photos(args.photos) if args.photos else ()
+        except ValueError as exc:
+            ap.error(str(exc))
         if user:
             print(f"--photos: {len(user)} photos join the training photos", file=sys.stderr)
         with progress_bar("rendering (photo x seed)", console) as update:
