@@ -173,6 +173,25 @@ NOTES = """### How to read these numbers
   training photos now. The weak spots: social_media everywhere (112 of 423 renders of the PyPI set
   called clean; the seventeenth session's note says why), and on new scenes false categories from
   what no training photo has (frost on a window read as rain, a pale product shot as haze).
+- **Twentieth session (2026-12-02): the top-band spectral slope judged on five-member fits; not
+  shipped.** The nineteenth session's caches (A+B, C, E, P) already carried the slope. Rebuilt from
+  its description, the measure first missed the cached values on non-square and small images; it
+  reproduces them (to 6e-11 on 457 re-rendered rows from all five caches) as: the 8-bit luma of
+  `center_crop(img, 512)`, the square of side min(h, w) // 8 * 8 from that crop's corner, 0 below 64
+  px, rings by floor(r * 80). Pillow enlargements of four scikit-image crops show what it reads: a
+  natural crop -2.6 to -3.6, a 2.5x enlargement steeper (-7.5 to -10.9, the kernel's roll-off in the
+  band), a 4x one flatter (-0.8 to -1.0, the rounding floor alone); a line grid every 7 or 8 px
+  moves it by 0.01 or less (the ring median), noise of sigma 0.03 flattens it by 0.9. The rule,
+  written before either fit: both decision models refitted with `fit --members 5` on the same 23 552
+  rows, the candidate reading the slope and the baseline not (the code without it, fitted at the
+  same time); stage 0 continues only if the candidate's CV clean and degraded rates each fall by at
+  most 0.002 and one rises by at least 0.003 (the single-perceptron gains at three seeds were +0.003
+  to +0.007 clean and +0.002 to +0.005 degraded), then the held-out stages of the nineteenth
+  session's rule. Result: CV clean 0.9017 / degraded 0.8516 against 0.9025 / 0.8514 (accuracy 0.8605
+  both): stage 0 fails, no held-out photo was read with it, and the code was not committed. The
+  likeliest reading: what the slope added to one perceptron, five averaged get without it (it
+  steadied a single fit rather than telling the ensemble something new). Each fit took 86 min beside
+  the other on two cores.
 - **Nineteenth session (2026-12-02): two more tries, each judged by a rule written before it ran;
   neither shipped.** *1. The patch net read as a 6x6 grid.* At 1024 px the 4x4 grid of 96 px
   patches reads 14 % of the pixels, so the averaged opinion could depend on where the patches fall.
