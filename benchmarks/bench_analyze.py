@@ -227,8 +227,8 @@ NOTES = """### How to read these numbers
   0.899 / 0.851, with it 0.901 / 0.851 and 0.903 / 0.852. The slope gained at every seed (clean
   +0.003 to +0.007, degraded +0.002 to +0.005; means +0.005 / +0.003), while the seed alone moves
   the baseline by up to 0.006: a small gain that holds, worth a rule judged on a several-member
-  fit and then the held-out stages. The description above is enough to rebuild the measure (not
-  committed).
+  fit and then the held-out stages. The measure was not committed; the description above left its
+  crop and ring binning open, and the twentieth session's entry gives the recipe that reproduces it.
 - **Eighteenth session (2026-12-02): the patch classifier refitted on all 55 training photos; not
   shipped.** The shipped net was fitted in the eighth session on the 13 built-in photos, and the
   decision model has since been refitted on 55 (the fifteenth session). On the PyPI set the net's
