@@ -11,8 +11,9 @@ saw. This reads, in minutes, whether a candidate tells the model something new w
 
 Material: the eight tune photos, china, flower, grace_hopper and the user's `--photos` (the 42
 `ggt.pypi_photos --fitted` scenes for the figures in docs/analyzer-accuracy.md). Per photo `--draws`
-crops (`fit._variant`, seeds `[7_000_000, photo, draw]`, never a seed of the fit's or the benchmark's):
-each gives a clean row (the crop, or on odd draws `fit._clean_like` of it) and a social_media render.
+crops (`fit_enlargement.social_pairs` at seeds `[7_000_000, photo, draw]`, never a seed of the fit's
+or the benchmark's): each gives a clean row (the crop, or on odd draws `fit._clean_like` of it) and a
+social_media render.
 
 Reported: a leave-one-photo-out logistic regression on the shipped model's features, with and
 without the candidate (AUC of the pooled out-of-photo scores); the candidate alone on the social
@@ -44,13 +45,11 @@ from sklearn.preprocessing import StandardScaler
 
 from _common import record
 from ggt.analyze import fit
+from ggt.analyze.fit_enlargement import PHOTOS, SCREEN_SEED, social_pairs
 from ggt.analyze.heuristic import HeuristicAnalyzer
 from ggt.analyze.measures import center_crop, compute_measures, to_gray
 from ggt.analyze.model import load_model
-from ggt.degrade import apply_preset
 
-BASE_SEED = 7_000_000
-BUILT_IN = (*fit.TUNE, "china", "flower", "grace_hopper")
 CLEAN_ERRORS = (0.01, 0.02, 0.05)
 
 
@@ -102,25 +101,17 @@ def _job(args: tuple[str, int], draws: int, measure: str) -> list[dict[str, Any]
     cv2.setNumThreads(1)
     name, index = args
     candidate = load_measure(measure)
-    photo = fit._photo(name)
     analyzer = HeuristicAnalyzer()
-    rows = []
-    for draw in range(draws):
-        rng = np.random.default_rng([BASE_SEED, index, draw])
-        img = fit._variant(photo, rng, retone=False)
-        clean = img if draw % 2 == 0 else fit._clean_like(img, rng)
-        social = apply_preset(img, "social_media", seed=BASE_SEED + 100 * index + draw).image
-        for y, im in ((0, clean), (1, social)):
-            rows.append(
-                {
-                    "photo": fit._photo_label(name),
-                    "y": y,
-                    "m": compute_measures(im),
-                    "candidate": candidate(im),
-                    "pred": analyzer.analyze(im).category,
-                }
-            )
-    return rows
+    return [
+        {
+            "photo": fit._photo_label(name),
+            "y": y,
+            "m": compute_measures(im),
+            "candidate": candidate(im),
+            "pred": analyzer.analyze(im).category,
+        }
+        for y, im in social_pairs(fit._photo(name), index, draws, SCREEN_SEED)
+    ]
 
 
 def render(photos: list[str], draws: int, measure: str, jobs: int) -> list[dict[str, Any]]:
@@ -207,14 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, help="rows rendered by an earlier run with the same arguments")
     ap.add_argument("--record", action="store_true", help="write the table into docs/benchmarks.md")
     a = ap.parse_args(argv)
-    try:
-        load_measure(a.measure)
-    except ValueError as exc:
-        ap.error(str(exc))
     if a.cache and a.cache.is_file():
         rows = json.loads(a.cache.read_text())
     else:
-        photos = list(BUILT_IN)
+        try:
+            load_measure(a.measure)
+        except ValueError as exc:
+            ap.error(str(exc))
+        photos = list(PHOTOS)
         if a.photos:
             try:
                 photos += fit.find_user_photos([a.photos])

@@ -21,6 +21,10 @@ A second opinion on the category comes from a small convolutional net over 96 px
 model's at `PATCH_WEIGHT`, and its probability of rain counts as rain evidence at the gate
 (`PATCH_EVIDENCE`): rain over texture is where the measures fail most. Its probabilities are reported with the measures (`patchnet_<category>`);
 `patchnet: false` turns it off.
+
+Where the decision model calls a photo clean, a learned detector of enlargement (`enlargement.py`)
+can overrule it: a logit at `enlargement_threshold` or above is a shrunk, re-compressed and
+re-enlarged copy, social_media (`enlargement: false` turns it off).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ggt.analyze import model as _model
+from ggt.analyze.enlargement import enlargement_logit
 from ggt.analyze.measures import compute_measures
 from ggt.analyze.model import AnalyzerModel, load_model
 from ggt.analyze.patchnet import patch_probabilities
@@ -39,6 +44,12 @@ from ggt.analyze.report import Degradation, DegradationReport, DegradationType, 
 
 def _clip01(x: float) -> float:
     return float(min(1.0, max(0.0, x)))
+
+
+# The shipped enlargement detector's logit at the 99th percentile of its logits on clean renders of
+# the 14 training photos it never saw (32 crops each, those the decision model reads clean): the
+# override calls at most about 1 % of clean photos social_media (docs/analyzer-accuracy.md).
+ENLARGEMENT_THRESHOLD = 1.699
 
 
 class HeuristicConfig(BaseModel):
@@ -63,6 +74,11 @@ class HeuristicConfig(BaseModel):
     # The patch classifier's second opinion on the category (`patchnet.py`); weights from `fit_patchnet`.
     patchnet: bool = True
     patchnet_weights: str | None = None
+    # The enlargement detector's override of a `clean` call (`enlargement.py`); weights from
+    # `fit_enlargement`. A higher threshold calls fewer photos social_media on its word alone.
+    enlargement: bool = True
+    enlargement_weights: str | None = None
+    enlargement_threshold: float = Field(default=ENLARGEMENT_THRESHOLD, allow_inf_nan=False)
     # A decision model refitted on the user's own clean photos (`python -m ggt.analyze.fit --photos DIR
     # --out FILE`); the shipped `heuristic_model.json` when unset.
     model: str | None = None
@@ -243,6 +259,8 @@ class HeuristicAnalyzer:
         m = compute_measures(img)
         if self.config.patchnet:
             m.update(patch_probabilities(img, self.config.patchnet_weights))
+        if self.config.enlargement:
+            m.update(enlargement_logit(img, self.config.enlargement_weights))
         sev = severities(m, self.model)
         scores = category_scores(sev, m, self.model)
         category = self._category(scores, sev, m)
@@ -289,7 +307,8 @@ class HeuristicAnalyzer:
         its evidence gate: a degraded category needs one of its own degradations at the least
         severity fitted for it (`model.evidence`), else the next is tried, `clean` last. With the
         measures `m`, a `clean` outcome is overruled by evidence no clean photo shows
-        (`model.strong_evidence`: a fully toned print, a recovered low-quality JPEG table)."""
+        (`model.strong_evidence`: a fully toned print, a recovered low-quality JPEG table), then by
+        the enlargement detector (`enlargement_logit` at `enlargement_threshold` or above)."""
         c = self.config
         gates = self.model.gates if sev is not None else {}
         if sev is not None:
@@ -312,6 +331,12 @@ class HeuristicAnalyzer:
                 strong = _model.strong_evidence(sev, m)
                 if strong is not None and scores.get(strong, 0.0) >= least.get(strong, 0.0):
                     return strong  # type: ignore[return-value]
+                if (
+                    c.enlargement
+                    and m.get("enlargement_logit", -math.inf) >= c.enlargement_threshold
+                    and scores.get("social_media", 0.0) >= c.social_media_category
+                ):
+                    return "social_media"
             return cat  # type: ignore[return-value]
         return "clean"
 

@@ -47,6 +47,7 @@ _SKIP = frozenset(
     }
 )
 _CLIP_Z = 6.0
+LEARNED_PREFIXES = ("patchnet_", "enlargement_")
 # The degradations that make up each degraded category: the analyzer calls a photo by a degraded
 # category only if one of them reaches that category's evidence gate (fitted, `classifier.gates`), so a
 # new clean scene that merely resembles a category (warm like a print, dark like a night shot) without
@@ -99,9 +100,10 @@ def strong_evidence(sev: dict[str, float], m: dict[str, float]) -> str | None:
 
 def raw_features(m: dict[str, float]) -> dict[str, float]:
     """The model's inputs before transformation: measures plus a few unambiguous recombinations."""
-    # The patch classifier's probabilities (`patchnet_*`) are fused after this model, never fed to it:
-    # on the training renders they are in-sample and would be trusted far beyond their worth.
-    f = {k: float(v) for k, v in m.items() if k not in _SKIP and not k.startswith("patchnet_")}
+    # The learned opinions (the patch classifier's `patchnet_*`, the enlargement detector's
+    # `enlargement_logit`) join after this model, never as its inputs: on the training renders they
+    # are in-sample and would be trusted far beyond their worth.
+    f = {k: float(v) for k, v in m.items() if k not in _SKIP and not k.startswith(LEARNED_PREFIXES)}
     # The cast's hue as a vector weighted by its strength: a warm (old print, tungsten) and a green
     # (fluorescent) cast are opposite directions, which the raw angle in degrees cannot say.
     hue = math.radians(float(m.get("cast_hue_deg", 0.0)))
