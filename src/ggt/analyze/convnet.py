@@ -64,6 +64,15 @@ class ConvStack:
         return pooled @ self.head_w.T + self.head_b
 
 
+def grid_crops(x: np.ndarray, size: int, grid: int) -> np.ndarray:
+    """`grid` x `grid` crops of `size` px spread evenly over `x` (at least `size` on each side),
+    corners included, stacked in row order."""
+    h, w = x.shape[:2]
+    ys = np.linspace(0, h - size, grid).round().astype(int)
+    xs = np.linspace(0, w - size, grid).round().astype(int)
+    return np.stack([x[y : y + size, c : c + size] for y in ys for c in xs])
+
+
 def conv3x3(x: np.ndarray, weight: np.ndarray, stride: int) -> np.ndarray:
     """A 3x3 convolution with padding 1 of NHWC `x` with torch-layout (out, in, 3, 3) `weight`.
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ggt.analyze.convnet import ConvStack, read_weights
+from ggt.analyze.convnet import ConvStack, grid_crops, read_weights
 from ggt.analyze.measures import center_crop
 from ggt.analyze.patchnet import to_u8
 
@@ -54,14 +54,6 @@ def highpass(img_u8: np.ndarray) -> np.ndarray:
     return (x - cv2.blur(x, (3, 3))) * np.float32(1.0 / 8.0)
 
 
-def grid_patches(x: np.ndarray, grid: int = GRID) -> np.ndarray:
-    """`grid` x `grid` PATCH-sized crops spread evenly over `x` (at least PATCH on each side)."""
-    h, w = x.shape[:2]
-    ys = np.linspace(0, h - PATCH, grid).round().astype(int)
-    xs = np.linspace(0, w - PATCH, grid).round().astype(int)
-    return np.stack([x[y : y + PATCH, c : c + PATCH] for y in ys for c in xs])
-
-
 class EnlargementNet:
     """Numpy inference of the fitted net (weights as `fit_enlargement` saves them)."""
 
@@ -76,10 +68,10 @@ class EnlargementNet:
     def logit(self, img: np.ndarray) -> float:
         """The mean patch logit of an RGB image (float in [0, 1] or uint8); 0.0 (no opinion) for an
         image under PATCH px on a side, which only an upscale could feed the net."""
-        crop = center_crop(to_u8(img), CROP)
+        crop = to_u8(center_crop(img, CROP))  # crop first: only the crop is read
         if min(crop.shape[:2]) < PATCH:
             return 0.0
-        return float(self.logits(grid_patches(highpass(crop[:, :, :3]))).mean())
+        return float(self.logits(grid_crops(highpass(crop[:, :, :3]), PATCH, GRID)).mean())
 
 
 @lru_cache(maxsize=4)

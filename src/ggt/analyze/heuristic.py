@@ -334,7 +334,7 @@ class HeuristicAnalyzer:
                 if (
                     c.enlargement
                     and m.get("enlargement_logit", -math.inf) >= c.enlargement_threshold
-                    and scores.get("social_media", 0.0) >= c.social_media_category
+                    and scores.get("social_media", 0.0) >= least["social_media"]
                 ):
                     return "social_media"
             return cat  # type: ignore[return-value]

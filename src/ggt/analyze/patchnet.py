@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ggt.analyze.convnet import ConvStack, read_weights
+from ggt.analyze.convnet import ConvStack, grid_crops, read_weights
 
 WEIGHTS_PATH = Path(__file__).with_name("patchnet.npz")
 CATEGORIES = ("clean", "social_media", "old_photo", "rain", "snow", "haze", "low_light")
@@ -67,11 +67,7 @@ def patches(img_u8: np.ndarray, grid: int = GRID) -> np.ndarray:
     """`grid` x `grid` PATCH-sized crops spread evenly over the image, as (N, PATCH, PATCH, 3)."""
     if img_u8.ndim == 2:
         img_u8 = np.repeat(img_u8[:, :, None], 3, axis=2)
-    img_u8 = at_least_patch(img_u8)
-    h, w = img_u8.shape[:2]
-    ys = np.linspace(0, h - PATCH, grid).round().astype(int)
-    xs = np.linspace(0, w - PATCH, grid).round().astype(int)
-    return np.stack([img_u8[y : y + PATCH, x : x + PATCH, :3] for y in ys for x in xs])
+    return grid_crops(at_least_patch(img_u8)[:, :, :3], PATCH, grid)
 
 
 class PatchNet:
